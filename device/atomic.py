@@ -1,0 +1,79 @@
+"""Atomic file writes: a temp file in the same folder, then os.replace, so nothing is half-written."""
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from tl.device.errors import OutputError
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=None):
+    """Yields a temporary path beside `path`; on success it is renamed onto `path`.
+
+    Args:
+      path: the final file name.
+      suffix: suffix of the temporary file (some writers, like Keras, insist on one);
+        defaults to the final file's own suffix.
+
+    On any exception (Ctrl-C included) the temporary file is removed and `path` is untouched.
+    """
+    path = Path(path)
+    suffix = path.suffix if suffix is None else suffix
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"cannot write in {path.parent}: {e.strerror}; choose a writable folder") from e
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path, data):
+    """Writes `data` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path, text):
+    """Writes `text` (UTF-8) to `path` atomically."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, obj):
+    """Writes `obj` as indented JSON to `path` atomically."""
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
+
+
+def check_writable(folder):
+    """Creates `folder` if needed and proves a file can be written there.
+
+    Raises:
+      OutputError: naming the folder, when it cannot be created or written.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise OutputError(
+            f"output folder {folder} is not writable ({e.strerror}); choose another with --out"
+        ) from e
+    return folder
+
+
+def _jsonable(obj):
+    # numpy scalars and arrays, Paths: what our reports carry.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,25 @@
+"""Errors of tl-edge: each is also a built-in, and each message names the thing and the fix."""
+
+
+class TLError(Exception):
+    """Base class of every error tl-edge raises on purpose (CLIs turn these into exit code 2)."""
+
+
+class DataError(TLError, ValueError):
+    """A dataset folder or image cannot be used as it is."""
+
+
+class ImageError(DataError):
+    """One image file cannot be decoded; the reason is in the message."""
+
+
+class ModelError(TLError, ValueError):
+    """A model file is missing, corrupt, or lacks what tl-edge needs (labels, input spec)."""
+
+
+class ConfigError(TLError, ValueError):
+    """An option or configuration value is invalid."""
+
+
+class OutputError(TLError, OSError):
+    """An output folder or file cannot be written."""
