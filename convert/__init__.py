@@ -1,0 +1,1 @@
+"""tl.convert: quantized, self-describing TFLite models from a tl-train run."""

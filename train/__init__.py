@@ -1,0 +1,1 @@
+"""tl.train: MobileNet transfer-learning classifiers from a folder of photos."""
