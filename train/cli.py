@@ -1,0 +1,115 @@
+"""tl-train: a folder of photos, one sub-folder per class → a MobileNet transfer classifier in RUN_DIR."""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from tl.device.contract import RESIZE_RULES
+from tl.device.errors import TLError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
+
+
+def _quiet_tensorflow():
+    # TensorFlow's C++ start-up chatter buries the progress bars; keep warnings and errors.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--out", "-o", "out", required=True, type=click.Path(path_type=Path), help="RUN_DIR to write model.keras, labels.txt, train.json and plots into (created if missing).")
+@click.option("--val-dir", type=click.Path(path_type=Path), default=None, help="Folder of validation images with the same class sub-folders. Without it, --val-split of DATA_DIR is held out.")
+@click.option("--val-split", type=float, default=0.2, help="Share of each class held out for validation when there is no --val-dir (stratified, seeded).")
+@click.option("--seed", type=int, default=0, help="Random seed for the split, initialisation and shuffling: same seed, same run.")
+@click.option("--backbone", type=click.Choice(["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"]), default="mobilenet_v2", help="Pretrained feature extractor from keras.applications.")
+@click.option("--alpha", type=float, default=1.0, help="Backbone width multiplier (MobileNetV2: 0.35 0.5 0.75 1.0 1.3 1.4).")
+@click.option("--image-size", type=click.Choice(["96", "128", "160", "192", "224"]), default="224", help="Square model input size in pixels; smaller is faster on the device.")
+@click.option("--resize", type=click.Choice(RESIZE_RULES), default="squash", help="How pictures become H×W: squash the whole frame, or crop its centre to a square first.")
+@click.option("--weights", default="imagenet", help="'imagenet' (Keras cache, downloaded if missing), 'none' (random; tests only), or a path to a no-top weights .h5 file.")
+@click.option("--views", default="flip", help="Augmented views cached as extra training rows, comma-separated from flip,crop ('none' for originals only).")
+@click.option("--epochs", type=int, default=100, help="Most head-training epochs; early stopping on validation loss usually stops sooner and keeps the best epoch.")
+@click.option("--patience", type=int, default=10, help="Epochs without validation-loss improvement before early stopping.")
+@click.option("--batch-size", type=int, default=32, help="Training batch size.")
+@click.option("--learning-rate", type=float, default=1e-3, help="Adam learning rate for the head.")
+@click.option("--dropout", type=float, default=0.2, help="Dropout on the pooled features.")
+@click.option("--hidden", type=int, default=0, help="Units of an optional hidden ReLU layer in the head (0: linear head, which generalises best on small data).")
+@click.option("--l2", type=float, default=1e-4, help="L2 weight decay on the head's kernels.")
+@click.option("--label-smoothing", type=float, default=0.1, help="Label smoothing of the cross-entropy targets.")
+@click.option("--class-weights/--no-class-weights", default=True, help="Weight classes inversely to their image counts (for imbalanced folders).")
+@click.option("--fine-tune-layers", type=int, default=0, help="After the head, unfreeze this many top backbone layers and fine-tune (0: off).")
+@click.option("--fine-tune-epochs", type=int, default=5, help="Most fine-tuning epochs (early stopping applies).")
+@click.option("--fine-tune-lr", type=float, default=1e-5, help="Fine-tuning learning rate (low, to nudge pretrained features).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Embedding cache folder. [default: $XDG_CACHE_HOME/tl-edge or ~/.cache/tl-edge]")
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", help="tf.distribute strategy: auto mirrors across GPUs when there are several; multiworker reads TF_CONFIG.")
+@click.option("--mixed-precision", is_flag=True, default=False, help="Use mixed_float16 on a GPU (ignored on CPU).")
+@click.option("--verbose", "-v", is_flag=True, help="Log more detail.")
+def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, resize, weights, views, epochs, patience,
+         batch_size, learning_rate, dropout, hidden, l2, label_smoothing, class_weights, fine_tune_layers,
+         fine_tune_epochs, fine_tune_lr, cache_dir, strategy, mixed_precision, verbose):
+    """Train a classifier on DATA_DIR (one sub-folder of images per class) and write RUN_DIR.
+
+    \b
+    Example:
+      tl-train photos/ --out runs/door --val-dir photos-val/
+      tl-train photos/ --out runs/door --val-split 0.2 --image-size 160 --fine-tune-layers 30
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_tensorflow()
+    try:
+        from tl.train.backbones import BackboneSpec
+        from tl.train.embeddings import parse_views
+        from tl.train.head import HeadConfig
+        from tl.train.trainer import TrainConfig
+
+        cfg = TrainConfig(
+            data_dir=data_dir, out=out, val_dir=val_dir, val_split=val_split, seed=seed,
+            backbone=BackboneSpec(backbone, alpha, int(image_size), None if weights == "none" else weights),
+            resize=resize, views=parse_views(views),
+            head=HeadConfig(dropout=dropout, hidden=hidden, l2=l2, label_smoothing=label_smoothing, epochs=epochs,
+                            patience=patience, batch_size=batch_size, learning_rate=learning_rate, class_weights=class_weights),
+            fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
+            cache_dir=cache_dir, strategy=strategy, mixed_precision=mixed_precision,
+        )
+        _check_numbers(cfg)
+        run(cfg)
+    except TLError as e:
+        click.secho(f"error: {e}", fg="red", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.secho(f"interrupted: nothing was written under a final name in {out}", fg="yellow", err=True)
+        sys.exit(130)
+
+
+def _check_numbers(cfg):
+    from tl.device.errors import ConfigError
+
+    h = cfg.head
+    if not 0 <= h.dropout < 1:
+        raise ConfigError(f"--dropout {h.dropout} must be in [0, 1)")
+    for name, value in (("--epochs", h.epochs), ("--batch-size", h.batch_size), ("--patience", h.patience)):
+        if value < 1:
+            raise ConfigError(f"{name} {value} must be at least 1")
+    if cfg.fine_tune_layers < 0 or h.hidden < 0:
+        raise ConfigError("--fine-tune-layers and --hidden cannot be negative")
+
+
+def run(cfg):
+    """Trains and prints what happened and where the files are."""
+    from tl.train import report
+    from tl.train.trainer import train
+
+    click.echo(f"tl-train: {cfg.data_dir} → {cfg.out}  ({cfg.backbone.name} α={cfg.backbone.alpha:g}, {cfg.backbone.size}px)")
+    record = train(cfg, echo=click.echo)
+    skipped = record["data"]["skipped"]
+    if skipped:
+        click.secho(f"{len(skipped)} file(s) skipped (listed in train.json):", fg="yellow")
+        for s in skipped[:10]:
+            click.echo(f"  {s['path']}: {s['reason']}")
+        if len(skipped) > 10:
+            click.echo(f"  … and {len(skipped) - 10} more")
+    click.echo(f"classes: " + ", ".join(f"{c} {n}" for c, n in record["data"]["train_counts"].items()) + " (train images)")
+    click.echo(report.format_summary(record))
+    click.echo(f"files: {cfg.out}/model.keras, labels.txt, train.json, history.png, confusion.png")

@@ -1,0 +1,198 @@
+"""Frozen-backbone embeddings, computed once per image and view and cached on disk."""
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from tl.device import atomic
+from tl.device.contract import prepare_image
+from tl.device.dataset import Skipped
+from tl.device.errors import ConfigError, ImageError
+from tl.device.image import decode_image
+
+log = logging.getLogger(__name__)
+
+VIEWS = ("orig", "flip", "crop")
+CROP_FRACTION = 0.8  # the "crop" view zooms in on the central 80 % (a mild scale augmentation)
+
+
+def default_cache_dir():
+    """$XDG_CACHE_HOME/tl-edge, or ~/.cache/tl-edge."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tl-edge"
+
+
+def parse_views(text):
+    """Parses "flip,crop" into ("orig", "flip", "crop"); "orig" is always first."""
+    views = ["orig"]
+    for v in (t.strip() for t in (text or "").split(",")):
+        if not v or v in views or v == "none":
+            continue
+        if v not in VIEWS:
+            raise ConfigError(f"augmentation view {v!r} is unknown; use a comma list of {', '.join(VIEWS[1:])} or none")
+        views.append(v)
+    return tuple(views)
+
+
+def view_image(rgb, view, spec):
+    """Makes one augmented view of a decoded RGB image, as a model input (spec.height×spec.width uint8)."""
+    if view == "crop":
+        h, w = rgb.shape[:2]
+        ch, cw = max(1, round(h * CROP_FRACTION)), max(1, round(w * CROP_FRACTION))
+        y0, x0 = (h - ch) // 2, (w - cw) // 2
+        rgb = rgb[y0 : y0 + ch, x0 : x0 + cw]
+    img = prepare_image(rgb, spec)
+    if view == "flip":
+        img = np.ascontiguousarray(img[:, ::-1])
+    return img
+
+
+class EmbeddingCache:
+    """Embeddings on disk: ROOT/embeddings/<backbone key>/<sha[:2]>/<sha>.<view>.npy.
+
+    Files that failed to decode are remembered too (ROOT/unreadable/<sha>.txt holds the reason),
+    so a warm run reports them without decoding again. Writes are atomic, so concurrent or
+    interrupted runs never leave a half-written entry.
+    """
+
+    def __init__(self, root, key):
+        self.root = Path(root)
+        self.dir = self.root / "embeddings" / key
+        self.bad_dir = self.root / "unreadable"
+
+    def _path(self, digest, view):
+        return self.dir / digest[:2] / f"{digest}.{view}.npy"
+
+    def get(self, digest, view):
+        path = self._path(digest, view)
+        try:
+            return np.load(path)
+        except (OSError, ValueError):
+            return None  # missing or damaged: recompute
+
+    def put(self, digest, view, vector):
+        path = self._path(digest, view)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_path(path) as tmp:
+            np.save(tmp, vector.astype(np.float32), allow_pickle=False)
+
+    def get_bad(self, digest):
+        path = self.bad_dir / f"{digest}.txt"
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def put_bad(self, digest, reason):
+        self.bad_dir.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(self.bad_dir / f"{digest}.txt", reason)
+
+
+@dataclasses.dataclass
+class Embedded:
+    """Result of embedding a list of samples.
+
+    Attributes:
+      vectors: {view: (n_ok, dim) float32}, rows in the order of `kept`.
+      kept: indices (into the input list) of the samples that decoded.
+      skipped: Skipped entries for those that did not.
+      hits, misses: cache statistics, counted per (image, view).
+    """
+
+    vectors: dict
+    kept: list
+    skipped: list
+    hits: int = 0
+    misses: int = 0
+
+
+def _digest(path):
+    data = Path(path).read_bytes()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _decode_views(path, data, views, spec):
+    try:
+        rgb = decode_image(data, str(path))
+    except ImageError as e:
+        return e.reason
+    return {v: view_image(rgb, v, spec) for v in views}
+
+
+def embed_samples(samples, views, extractor, spec, cache, batch_size=32, desc="embedding", workers=2):
+    """Returns the embeddings of every sample and view, from the cache or computed now.
+
+    Args:
+      samples: tl.device.dataset.Sample list.
+      views: view names (see VIEWS).
+      extractor: callable mapping a uint8 (N, H, W, 3) batch to (N, dim) float32 embeddings.
+      spec: the InputSpec (size and resize rule) images are prepared with.
+      cache: an EmbeddingCache.
+      batch_size: images per extractor call.
+      desc: progress bar label.
+      workers: decoding threads (OpenCV releases the GIL while decoding and resizing).
+    """
+    found, todo, skipped = {}, [], []
+    hits = 0
+    for i, s in enumerate(samples):
+        try:
+            data, digest = _digest(s.path)
+        except OSError as e:
+            skipped.append(Skipped(str(s.path), f"cannot read ({e.strerror})"))
+            continue
+        bad = cache.get_bad(digest)
+        if bad is not None:
+            skipped.append(Skipped(str(s.path), bad))
+            continue
+        vecs = {v: cache.get(digest, v) for v in views}
+        missing = [v for v in views if vecs[v] is None]
+        hits += len(views) - len(missing)
+        found[i] = vecs
+        if missing:
+            todo.append((i, digest, data, missing))
+
+    misses = sum(len(t[3]) for t in todo)
+    if todo:
+        _compute(samples, todo, found, skipped, extractor, spec, cache, batch_size, desc, workers, misses)
+    kept = sorted(found)
+    vectors = {v: np.stack([found[i][v] for i in kept]) if kept else np.zeros((0, 0), np.float32) for v in views}
+    return Embedded(vectors=vectors, kept=kept, skipped=skipped, hits=hits, misses=misses)
+
+
+def _compute(samples, todo, found, skipped, extractor, spec, cache, batch_size, desc, workers, total):
+    batch, owners = [], []
+
+    def flush():
+        out = np.asarray(extractor(np.stack(batch)), dtype=np.float32)
+        for (i, digest, view), vec in zip(owners, out):
+            cache.put(digest, view, vec)
+            found[i][view] = vec
+        bar.update(len(batch))
+        batch.clear()
+        owners.clear()
+
+    with tqdm(total=total, desc=desc, unit="img", leave=False) as bar, concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        # Decode a bounded chunk ahead of the extractor, so memory stays flat on big folders.
+        chunk = 8 * batch_size
+        decoded = (
+            r
+            for k in range(0, len(todo), chunk)
+            for r in pool.map(lambda t: _decode_views(samples[t[0]].path, t[2], t[3], spec), todo[k : k + chunk])
+        )
+        for (i, digest, _data, missing), result in zip(todo, decoded):
+            if isinstance(result, str):
+                cache.put_bad(digest, result)
+                skipped.append(Skipped(str(samples[i].path), result))
+                del found[i]
+                bar.update(len(missing))
+                continue
+            for view in missing:
+                batch.append(result[view])
+                owners.append((i, digest, view))
+                if len(batch) == batch_size:
+                    flush()
+        if batch:
+            flush()

@@ -1,0 +1,102 @@
+"""The classification head: dropout → (hidden) → dense softmax, trained on cached embeddings."""
+
+import dataclasses
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig:
+    """How the head is shaped and trained (every field is a tl-train option).
+
+    Attributes:
+      dropout: dropout rate on the pooled features (and after the hidden layer).
+      hidden: units of an optional hidden ReLU layer; 0 means a linear head.
+      l2: L2 weight decay on the dense kernels; keeps the head from memorising.
+      label_smoothing: softens one-hot targets, for less over-confident scores.
+      epochs: upper bound; early stopping on validation loss usually ends sooner.
+      patience: epochs without validation-loss improvement before stopping.
+      batch_size, learning_rate: Adam's settings.
+      class_weights: weight classes inversely to their frequency (imbalanced folders).
+    """
+
+    dropout: float = 0.2
+    hidden: int = 0
+    l2: float = 1e-4
+    label_smoothing: float = 0.1
+    epochs: int = 100
+    patience: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    class_weights: bool = True
+
+
+def build_head(dim, num_classes, cfg, seed=0):
+    """Builds the head as a model from a (dim,) embedding to softmax scores."""
+    import keras
+
+    reg = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
+    init = keras.initializers.GlorotUniform(seed=seed)
+    layers = [keras.Input((dim,), name="embedding"), keras.layers.Dropout(cfg.dropout, seed=seed, name="dropout")]
+    if cfg.hidden:
+        layers += [
+            keras.layers.Dense(cfg.hidden, activation="relu", kernel_regularizer=reg, kernel_initializer=init, name="hidden"),
+            keras.layers.Dropout(cfg.dropout, seed=seed + 1, name="hidden_dropout"),
+        ]
+    # float32 output even under mixed precision, so softmax stays numerically sound.
+    layers.append(
+        keras.layers.Dense(num_classes, activation="softmax", kernel_regularizer=reg, kernel_initializer=init, dtype="float32", name="scores")
+    )
+    return keras.Sequential(layers, name="head")
+
+
+def compile_model(model, learning_rate, label_smoothing):
+    """(Re)compiles with Adam and categorical cross-entropy on one-hot targets."""
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def balanced_class_weights(y, num_classes):
+    """Weights n / (k * count) per class, as scikit-learn's "balanced" does."""
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    weights = len(y) / (num_classes * np.maximum(counts, 1))
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def one_hot(y, num_classes):
+    return np.eye(num_classes, dtype=np.float32)[np.asarray(y)]
+
+
+def train_head(head, x_train, y_train, x_val, y_val, cfg, callbacks=(), seed=0):
+    """Fits the head on embeddings with early stopping on validation loss (best weights restored).
+
+    Returns:
+      The Keras History.history dict.
+    """
+    import keras
+
+    n = head.output_shape[-1]
+    compile_model(head, cfg.learning_rate, cfg.label_smoothing)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x_train))  # Keras shuffles per epoch too; this fixes the first order
+    history = head.fit(
+        x_train[order],
+        one_hot(y_train[order], n),
+        validation_data=(x_val, one_hot(y_val, n)),
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        class_weight=balanced_class_weights(y_train, n) if cfg.class_weights else None,
+        callbacks=[stop, *callbacks],
+        shuffle=True,
+        verbose=0,
+    )
+    return history.history

@@ -1,0 +1,240 @@
+"""tl-train's pipeline: scan → cached embeddings → head → (fine-tune) → evaluate → RUN_DIR."""
+
+import dataclasses
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tl.device import atomic
+from tl.device.contract import InputSpec
+from tl.device.dataset import scan_folder
+from tl.device.errors import DataError
+from tl.device.metrics import classification_report
+from tl.train import artifacts, report
+from tl.train.backbones import BackboneSpec, build_backbone
+from tl.train.embeddings import EmbeddingCache, default_cache_dir, embed_samples, view_image
+from tl.train.head import HeadConfig, build_head, train_head
+from tl.train.split import stratified_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything one training run depends on (recorded in train.json as "args")."""
+
+    data_dir: Path
+    out: Path
+    val_dir: Path = None
+    val_split: float = 0.2
+    seed: int = 0
+    backbone: BackboneSpec = dataclasses.field(default_factory=BackboneSpec)
+    resize: str = "squash"
+    views: tuple = ("orig", "flip")
+    head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
+    fine_tune_layers: int = 0
+    fine_tune_epochs: int = 5
+    fine_tune_lr: float = 1e-5
+    cache_dir: Path = None
+    strategy: str = "auto"
+    mixed_precision: bool = False
+
+    def to_json(self):
+        d = dataclasses.asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+def load_data(cfg):
+    """Scans the training folder (and the validation folder), checking the classes line up."""
+    train = scan_folder(cfg.data_dir, what="DATA_DIR")
+    if len(train.classes) < 2:
+        raise DataError(f"DATA_DIR {cfg.data_dir} has one class ({train.classes[0]}); a classifier needs at least 2 class folders")
+    val = None
+    if cfg.val_dir is not None:
+        val = scan_folder(cfg.val_dir, classes=train.classes, what="--val-dir")
+    return train, val
+
+
+def _usable(dataset, embedded, what):
+    """Labels of the decodable samples; refuses a class left with no usable image."""
+    y = np.array([dataset.samples[i].label for i in embedded.kept], dtype=np.int64)
+    counts = np.bincount(y, minlength=len(dataset.classes))
+    empty = [c for c, n in zip(dataset.classes, counts) if n == 0]
+    if empty:
+        raise DataError(f"{what}: class(es) {', '.join(empty)} have no usable image; add readable images to them")
+    return y
+
+
+def _extractor(features):
+    """Wraps backbone + global average pooling into a fixed-batch compiled function."""
+    import keras
+    import tensorflow as tf
+
+    pooled = keras.Model(features.input, keras.layers.GlobalAveragePooling2D()(features.output))
+    fn = tf.function(lambda x: pooled(x, training=False), reduce_retracing=True)
+
+    def run(batch):
+        return fn(tf.convert_to_tensor(batch, dtype=tf.float32)).numpy()
+
+    return run, pooled.output_shape[-1]
+
+
+def build_classifier(features, head):
+    """Raw 0..255 RGB in, softmax out: backbone features → global average pooling → head."""
+    import keras
+
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(features.output)
+    return keras.Model(features.input, head(x), name="classifier")
+
+
+def _decoded(samples, indices, spec):
+    from tl.device.image import load_image
+
+    return np.stack([view_image(load_image(samples[i].path), "orig", spec) for i in indices])
+
+
+def train(cfg, echo=print):
+    """Runs a whole training and writes RUN_DIR; returns the train.json record."""
+    import keras
+    import tensorflow as tf
+
+    from tl.train.distribute import make_strategy, set_mixed_precision
+
+    t0 = time.perf_counter()
+    timings = {}
+    atomic.check_writable(cfg.out)
+    train_set, val_set = load_data(cfg)
+    spec = InputSpec(cfg.backbone.size, cfg.backbone.size, resize=cfg.resize)
+    keras.utils.set_random_seed(cfg.seed)
+    strategy = make_strategy(cfg.strategy)
+    mixed = set_mixed_precision(cfg.mixed_precision)
+    with strategy.scope():
+        features = build_backbone(cfg.backbone)
+    extract, dim = _extractor(features)
+    cache = EmbeddingCache(cfg.cache_dir or default_cache_dir(), cfg.backbone.cache_key(cfg.resize))
+    timings["setup_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    emb = embed_samples(train_set.samples, cfg.views, extract, spec, cache, desc="train embeddings")
+    y_all = _usable(train_set, emb, f"DATA_DIR {cfg.data_dir}")
+    skipped = train_set.skipped + emb.skipped
+    hits, misses = emb.hits, emb.misses
+    if val_set is not None:
+        vemb = embed_samples(val_set.samples, ("orig",), extract, spec, cache, desc="val embeddings")
+        y_val = _usable(val_set, vemb, f"--val-dir {cfg.val_dir}")
+        x_val = vemb.vectors["orig"]
+        tr = np.arange(len(emb.kept))
+        val_samples = [val_set.samples[i] for i in vemb.kept]
+        skipped += val_set.skipped + vemb.skipped
+        hits, misses = hits + vemb.hits, misses + vemb.misses
+    else:
+        tr, va = stratified_split(y_all, cfg.val_split, cfg.seed, train_set.classes)
+        x_val, y_val = emb.vectors["orig"][va], y_all[va]
+        val_samples = [train_set.samples[emb.kept[i]] for i in va]
+    train_samples = [train_set.samples[emb.kept[i]] for i in tr]
+    # Every cached view of a training image is one more training row with the same label.
+    x_train = np.concatenate([emb.vectors[v][tr] for v in cfg.views])
+    y_train = np.tile(y_all[tr], len(cfg.views))
+    timings["embed_s"] = time.perf_counter() - t
+    echo(f"embeddings: {hits} from cache, {misses} computed; {len(skipped)} file(s) skipped")
+
+    t = time.perf_counter()
+    labels = train_set.classes
+    with strategy.scope():
+        head = build_head(dim, len(labels), cfg.head, seed=cfg.seed)
+        phases = [("head", train_head(head, x_train, y_train, x_val, y_val, cfg.head, seed=cfg.seed))]
+        model = build_classifier(features, head)
+    timings["head_s"] = time.perf_counter() - t
+
+    x_train_img = x_val_img = None
+    if cfg.fine_tune_layers > 0:
+        from tl.train.finetune import fine_tune
+
+        t = time.perf_counter()
+        x_train_img = _decoded(train_samples, range(len(train_samples)), spec)
+        x_val_img = _decoded(val_samples, range(len(val_samples)), spec)
+        base = features.layers[-1]
+        with strategy.scope():
+            phases.append(("fine-tune", fine_tune(
+                model, base, cfg.fine_tune_layers, cfg.fine_tune_epochs, cfg.fine_tune_lr,
+                (x_train_img, y_all[tr], x_val_img, y_val), cfg.head, seed=cfg.seed)))
+        timings["fine_tune_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if x_val_img is not None:  # fine-tuned: the embeddings changed, score the whole model
+        p_val = model.predict(x_val_img.astype(np.float32), verbose=0, batch_size=32)
+        p_train = model.predict(x_train_img.astype(np.float32), verbose=0, batch_size=32)
+    else:  # head only: the head on cached embeddings computes exactly what the model does
+        p_val = head.predict(x_val, verbose=0, batch_size=256)
+        p_train = head.predict(emb.vectors["orig"][tr], verbose=0, batch_size=256)
+    metrics = {
+        "val": classification_report(y_val, p_val.argmax(1), labels),
+        "train": classification_report(y_all[tr], p_train.argmax(1), labels),
+    }
+    timings["evaluate_s"] = time.perf_counter() - t
+
+    record = {
+        "tl_edge": _version(),
+        "args": cfg.to_json(),
+        "seed": cfg.seed,
+        "labels": labels,
+        "input": spec.to_dict(),
+        "backbone": {**dataclasses.asdict(cfg.backbone), "embedding_dim": int(dim), "weights_id": cfg.backbone.weights_id()},
+        "data": {
+            "train_dir": str(Path(cfg.data_dir).resolve()),
+            "val_dir": str(Path(cfg.val_dir).resolve()) if cfg.val_dir else None,
+            "val_split": None if cfg.val_dir else cfg.val_split,
+            "val_files": None if cfg.val_dir else [[str(Path(s.path).resolve()), s.label] for s in val_samples],
+            "train_counts": _counts(labels, y_all[tr]),
+            "val_counts": _counts(labels, y_val),
+            "views": list(cfg.views),
+            "skipped": [dataclasses.asdict(s) for s in skipped],
+            "cache": {"dir": str(cache.dir), "hits": hits, "misses": misses},
+        },
+        "metrics": metrics,
+        "history": {name: {k: [round(float(v), 5) for v in vals] for k, vals in h.items()} for name, h in phases},
+        "environment": {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+                        "mixed_precision": mixed, "gpus": len(tf.config.list_physical_devices("GPU"))},
+        "versions": _versions(),
+    }
+    write_run(cfg.out, model, labels, phases, record, timings, t0)
+    return record
+
+
+def write_run(out, model, labels, phases, record, timings, t0):
+    """Writes the RUN_DIR files, each atomically; train.json last, with the final timings."""
+    out = Path(out)
+    t = time.perf_counter()
+    with atomic.atomic_path(out / artifacts.MODEL, suffix=".keras") as tmp:
+        model.save(tmp)
+    atomic.write_text(out / artifacts.LABELS, "\n".join(labels) + "\n")
+    report.plot_history(out / artifacts.HISTORY_PNG, phases)
+    report.plot_confusion(out / artifacts.CONFUSION_PNG, record["metrics"]["val"]["confusion"], labels)
+    timings["write_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    record["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    atomic.write_json(out / artifacts.TRAIN_JSON, record)
+
+
+def _counts(labels, y):
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(labels))
+    return {c: int(n) for c, n in zip(labels, counts)}
+
+
+def _version():
+    from tl.device import __version__
+
+    return __version__
+
+
+def _versions():
+    import cv2
+    import keras
+    import tensorflow as tf
+
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__, "opencv": cv2.__version__}
