@@ -34,12 +34,14 @@ class Dataset:
       classes: class names (sub-folder names), sorted; a sample's label indexes this list.
       samples: every candidate image file (not yet decoded).
       skipped: files left out while scanning (hidden, outside a class folder).
+      unknown_classes: folder names not in the `classes` the scan was asked to map onto.
     """
 
     root: Path
     classes: list
     samples: list
     skipped: list
+    unknown_classes: list = dataclasses.field(default_factory=list)
 
     def counts(self):
         """Returns {class: number of samples}."""
@@ -85,9 +87,10 @@ def scan_folder(root, classes=None, what="DATA_DIR"):
     if classes is None:
         classes = folders
     index = {c: i for i, c in enumerate(classes)}
-    samples = []
+    samples, unknown = [], []
     for folder in folders:
         if folder not in index:
+            unknown.append(folder)
             skipped.append(Skipped(str(root / folder), f"class folder {folder!r} is not one of the model's classes"))
             continue
         for path in sorted((root / folder).rglob("*")):
@@ -100,4 +103,4 @@ def scan_folder(root, classes=None, what="DATA_DIR"):
             samples.append(Sample(path, index[folder]))
     if not samples:
         raise DataError(f"{what} {root} holds no files in its class folders ({', '.join(folders)}); add images")
-    return Dataset(root=root, classes=list(classes), samples=samples, skipped=skipped)
+    return Dataset(root=root, classes=list(classes), samples=samples, skipped=skipped, unknown_classes=unknown)

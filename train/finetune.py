@@ -85,6 +85,7 @@ def fine_tune(model, base, n_layers, epochs, learning_rate, data, cfg, seed=0, c
         epochs=epochs,
         class_weight=balanced_class_weights(y_train, n) if cfg.class_weights else None,
         callbacks=[stop, *callbacks],
+        shuffle=False,  # the dataset shuffles itself
         verbose=0,
     )
     base.trainable = False

@@ -56,15 +56,22 @@ def load_data(cfg):
     val = None
     if cfg.val_dir is not None:
         val = scan_folder(cfg.val_dir, classes=train.classes, what="--val-dir")
+        if val.unknown_classes:
+            raise DataError(
+                f"--val-dir {cfg.val_dir} has class folder(s) {', '.join(val.unknown_classes)} that DATA_DIR "
+                f"lacks (classes: {', '.join(train.classes)}); rename or remove them"
+            )
     return train, val
 
 
-def _usable(dataset, embedded, what):
+def _usable(dataset, embedded, what, every_class=True):
     """Labels of the decodable samples; refuses a class left with no usable image."""
     y = np.array([dataset.samples[i].label for i in embedded.kept], dtype=np.int64)
     counts = np.bincount(y, minlength=len(dataset.classes))
     empty = [c for c, n in zip(dataset.classes, counts) if n == 0]
-    if empty:
+    if empty and not every_class and len(y):
+        log.warning("%s: no validation images for %s; their recall cannot be measured", what, ", ".join(empty))
+    elif empty:
         raise DataError(f"{what}: class(es) {', '.join(empty)} have no usable image; add readable images to them")
     return y
 
@@ -125,7 +132,7 @@ def train(cfg, echo=print):
     hits, misses = emb.hits, emb.misses
     if val_set is not None:
         vemb = embed_samples(val_set.samples, ("orig",), extract, spec, cache, desc="val embeddings")
-        y_val = _usable(val_set, vemb, f"--val-dir {cfg.val_dir}")
+        y_val = _usable(val_set, vemb, f"--val-dir {cfg.val_dir}", every_class=False)
         x_val = vemb.vectors["orig"]
         tr = np.arange(len(emb.kept))
         val_samples = [val_set.samples[i] for i in vemb.kept]
