@@ -31,4 +31,4 @@ def test_real_training_on_a_pets_slice(shared_pets, imagenet_weights, tmp_path):
     assert rec["labels"] == ["cat", "dog", "other"]
     assert rec["data"]["val_counts"] == {"cat": 15, "dog": 15, "other": 15}
     # Chance is 1/3; ImageNet features separate these classes easily.
-    assert rec["metrics"]["val"]["accuracy"] >= 0.85
+    assert rec["metrics"]["val"]["accuracy"] >= 0.75
