@@ -10,7 +10,17 @@ class DataError(TLError, ValueError):
 
 
 class ImageError(DataError):
-    """One image file cannot be decoded; the reason is in the message."""
+    """One image file cannot be decoded.
+
+    Attributes:
+      name: the file (or what the caller called the image).
+      reason: why, without the name (e.g. "empty file (0 bytes)").
+    """
+
+    def __init__(self, name, reason):
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
 
 
 class ModelError(TLError, ValueError):

@@ -30,11 +30,11 @@ def decode_image(data, name="image"):
       ImageError: when the bytes are empty or are not a complete image.
     """
     if len(data) == 0:
-        raise ImageError(f"{name}: empty file (0 bytes)")
+        raise ImageError(name, "empty file (0 bytes)")
     buf = np.frombuffer(data, dtype=np.uint8)
     bgr = cv2.imdecode(buf, _IMREAD_FLAGS)
     if bgr is None or bgr.size == 0:
-        raise ImageError(f"{name}: not a decodable image (truncated, corrupt, or not an image format)")
+        raise ImageError(name, "not a decodable image (truncated, corrupt, or not an image format)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -51,7 +51,7 @@ def read_image(path):
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ImageError(f"{path}: cannot read ({e.strerror})") from e
+        raise ImageError(str(path), f"cannot read ({e.strerror})") from e
     return data, decode_image(data, str(path))
 
 

@@ -123,6 +123,7 @@ def train_head(head, x_train, y_train, x_val, y_val, cfg, callbacks=(), seed=0):
         epochs=cfg.epochs,
         class_weight=balanced_class_weights(y_train, n) if cfg.class_weights else None,
         callbacks=[validation_callback(x_val, one_hot(y_val, n), cfg.label_smoothing), stop, *callbacks],
+        shuffle=False,  # the dataset reshuffles itself
         verbose=0,
     )
     return history.history
