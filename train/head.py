@@ -127,3 +127,23 @@ def train_head(head, x_train, y_train, x_val, y_val, cfg, callbacks=(), seed=0):
         verbose=0,
     )
     return history.history
+
+
+def epoch_bar(desc, epochs):
+    """A Keras callback showing a tqdm bar over epochs with the latest losses (Keras' own bar is per step)."""
+    import keras
+    from tqdm.auto import tqdm
+
+    class EpochBar(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.bar.set_postfix({k: f"{logs[k]:.3f}" for k in ("loss", "val_loss", "val_accuracy") if k in logs})
+            self.bar.update(1)
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return EpochBar()

@@ -17,7 +17,7 @@ from tl.device.metrics import classification_report
 from tl.train import artifacts, report
 from tl.train.backbones import BackboneSpec, build_backbone
 from tl.train.embeddings import EmbeddingCache, default_cache_dir, embed_samples, view_image
-from tl.train.head import HeadConfig, build_head, train_head
+from tl.train.head import HeadConfig, build_head, epoch_bar, train_head
 from tl.train.split import stratified_split
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,8 @@ def train(cfg, echo=print):
     labels = train_set.classes
     with strategy.scope():
         head = build_head(dim, len(labels), cfg.head, seed=cfg.seed)
-        phases = [("head", train_head(head, x_train, y_train, x_val, y_val, cfg.head, seed=cfg.seed))]
+        phases = [("head", train_head(head, x_train, y_train, x_val, y_val, cfg.head, seed=cfg.seed,
+                                      callbacks=[epoch_bar("head", cfg.head.epochs)]))]
         model = build_classifier(features, head)
     timings["head_s"] = time.perf_counter() - t
 
@@ -169,7 +170,8 @@ def train(cfg, echo=print):
         with strategy.scope():
             phases.append(("fine-tune", fine_tune(
                 model, base, cfg.fine_tune_layers, cfg.fine_tune_epochs, cfg.fine_tune_lr,
-                (x_train_img, y_all[tr], x_val_img, y_val), cfg.head, seed=cfg.seed)))
+                (x_train_img, y_all[tr], x_val_img, y_val), cfg.head, seed=cfg.seed,
+                callbacks=[epoch_bar("fine-tune", cfg.fine_tune_epochs)])))
         timings["fine_tune_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
