@@ -99,16 +99,73 @@ def build_classifier(features, head):
     return keras.Model(features.input, head(x), name="classifier")
 
 
-def _decoded(samples, indices, spec):
+def _decoded(samples, spec):
     from tl.device.image import load_image
 
-    return np.stack([view_image(load_image(samples[i].path), "orig", spec) for i in indices])
+    return np.stack([view_image(load_image(s.path), "orig", spec) for s in samples])
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """Training and validation embeddings, with the files behind them.
+
+    Attributes:
+      x_train, y_train: one row per training image and view (views stacked).
+      x_train_orig, y_train_orig: the original view only, one row per training image.
+      x_val, y_val: validation rows (original view).
+      train_samples, val_samples: the decodable files, aligned with the *_orig and val rows.
+      skipped: every file left out, and why.
+      hits, misses: embedding-cache statistics.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_train_orig: np.ndarray
+    y_train_orig: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    train_samples: list
+    val_samples: list
+    skipped: list
+    hits: int
+    misses: int
+
+
+def embed_data(cfg, train_set, val_set, extract, spec, cache):
+    """Embeds the training (all views) and validation images, splitting when there is no --val-dir."""
+    emb = embed_samples(train_set.samples, cfg.views, extract, spec, cache, desc="train embeddings")
+    y_all = _usable(train_set, emb, f"DATA_DIR {cfg.data_dir}")
+    skipped, hits, misses = train_set.skipped + emb.skipped, emb.hits, emb.misses
+    kept = [train_set.samples[i] for i in emb.kept]
+    if val_set is not None:
+        vemb = embed_samples(val_set.samples, ("orig",), extract, spec, cache, desc="val embeddings")
+        y_val = _usable(val_set, vemb, f"--val-dir {cfg.val_dir}", every_class=False)
+        x_val, val_samples = vemb.vectors["orig"], [val_set.samples[i] for i in vemb.kept]
+        tr = np.arange(len(kept))
+        skipped += val_set.skipped + vemb.skipped
+        hits, misses = hits + vemb.hits, misses + vemb.misses
+    else:
+        tr, va = stratified_split(y_all, cfg.val_split, cfg.seed, train_set.classes)
+        x_val, y_val, val_samples = emb.vectors["orig"][va], y_all[va], [kept[i] for i in va]
+    # Every cached view of a training image is one more training row with the same label.
+    return TrainingData(
+        x_train=np.concatenate([emb.vectors[v][tr] for v in cfg.views]),
+        y_train=np.tile(y_all[tr], len(cfg.views)),
+        x_train_orig=emb.vectors["orig"][tr],
+        y_train_orig=y_all[tr],
+        x_val=x_val,
+        y_val=y_val,
+        train_samples=[kept[i] for i in tr],
+        val_samples=val_samples,
+        skipped=skipped,
+        hits=hits,
+        misses=misses,
+    )
 
 
 def train(cfg, echo=print):
     """Runs a whole training and writes RUN_DIR; returns the train.json record."""
     import keras
-    import tensorflow as tf
 
     from tl.train.distribute import make_strategy, set_mixed_precision
 
@@ -116,6 +173,7 @@ def train(cfg, echo=print):
     timings = {}
     atomic.check_writable(cfg.out)
     train_set, val_set = load_data(cfg)
+    labels = train_set.classes
     spec = InputSpec(cfg.backbone.size, cfg.backbone.size, resize=cfg.resize)
     keras.utils.set_random_seed(cfg.seed)
     strategy = make_strategy(cfg.strategy)
@@ -127,67 +185,51 @@ def train(cfg, echo=print):
     timings["setup_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    emb = embed_samples(train_set.samples, cfg.views, extract, spec, cache, desc="train embeddings")
-    y_all = _usable(train_set, emb, f"DATA_DIR {cfg.data_dir}")
-    skipped = train_set.skipped + emb.skipped
-    hits, misses = emb.hits, emb.misses
-    if val_set is not None:
-        vemb = embed_samples(val_set.samples, ("orig",), extract, spec, cache, desc="val embeddings")
-        y_val = _usable(val_set, vemb, f"--val-dir {cfg.val_dir}", every_class=False)
-        x_val = vemb.vectors["orig"]
-        tr = np.arange(len(emb.kept))
-        val_samples = [val_set.samples[i] for i in vemb.kept]
-        skipped += val_set.skipped + vemb.skipped
-        hits, misses = hits + vemb.hits, misses + vemb.misses
-    else:
-        tr, va = stratified_split(y_all, cfg.val_split, cfg.seed, train_set.classes)
-        x_val, y_val = emb.vectors["orig"][va], y_all[va]
-        val_samples = [train_set.samples[emb.kept[i]] for i in va]
-    train_samples = [train_set.samples[emb.kept[i]] for i in tr]
-    # Every cached view of a training image is one more training row with the same label.
-    x_train = np.concatenate([emb.vectors[v][tr] for v in cfg.views])
-    y_train = np.tile(y_all[tr], len(cfg.views))
+    data = embed_data(cfg, train_set, val_set, extract, spec, cache)
     timings["embed_s"] = time.perf_counter() - t
-    echo(f"embeddings: {hits} from cache, {misses} computed; {len(skipped)} file(s) skipped")
+    echo(f"embeddings: {data.hits} from cache, {data.misses} computed; {len(data.skipped)} file(s) skipped")
 
     t = time.perf_counter()
-    labels = train_set.classes
     with strategy.scope():
         head = build_head(dim, len(labels), cfg.head, seed=cfg.seed)
-        phases = [("head", train_head(head, x_train, y_train, x_val, y_val, cfg.head, seed=cfg.seed,
-                                      callbacks=[epoch_bar("head", cfg.head.epochs)]))]
+        phases = [("head", train_head(head, data.x_train, data.y_train, data.x_val, data.y_val, cfg.head,
+                                      seed=cfg.seed, callbacks=[epoch_bar("head", cfg.head.epochs)]))]
         model = build_classifier(features, head)
     timings["head_s"] = time.perf_counter() - t
 
-    x_train_img = x_val_img = None
+    t = time.perf_counter()
     if cfg.fine_tune_layers > 0:
         from tl.train.finetune import fine_tune
 
-        t = time.perf_counter()
-        x_train_img = _decoded(train_samples, range(len(train_samples)), spec)
-        x_val_img = _decoded(val_samples, range(len(val_samples)), spec)
-        base = features.layers[-1]
+        images = (_decoded(data.train_samples, spec), data.y_train_orig, _decoded(data.val_samples, spec), data.y_val)
         with strategy.scope():
             phases.append(("fine-tune", fine_tune(
-                model, base, cfg.fine_tune_layers, cfg.fine_tune_epochs, cfg.fine_tune_lr,
-                (x_train_img, y_all[tr], x_val_img, y_val), cfg.head, seed=cfg.seed,
-                callbacks=[epoch_bar("fine-tune", cfg.fine_tune_epochs)])))
+                model, features.layers[-1], cfg.fine_tune_layers, cfg.fine_tune_epochs, cfg.fine_tune_lr,
+                images, cfg.head, seed=cfg.seed, callbacks=[epoch_bar("fine-tune", cfg.fine_tune_epochs)])))
         timings["fine_tune_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    if x_val_img is not None:  # fine-tuned: the embeddings changed, score the whole model
-        p_val = model.predict(x_val_img.astype(np.float32), verbose=0, batch_size=32)
-        p_train = model.predict(x_train_img.astype(np.float32), verbose=0, batch_size=32)
-    else:  # head only: the head on cached embeddings computes exactly what the model does
-        p_val = head.predict(x_val, verbose=0, batch_size=256)
-        p_train = head.predict(emb.vectors["orig"][tr], verbose=0, batch_size=256)
+        # The backbone changed, so the cached embeddings no longer describe the model: score images.
+        p_train = model.predict(images[0].astype(np.float32), verbose=0, batch_size=32)
+        p_val = model.predict(images[2].astype(np.float32), verbose=0, batch_size=32)
+    else:
+        # Head only: the head on the cached embeddings computes exactly what the whole model does.
+        p_train = head.predict(data.x_train_orig, verbose=0, batch_size=256)
+        p_val = head.predict(data.x_val, verbose=0, batch_size=256)
     metrics = {
-        "val": classification_report(y_val, p_val.argmax(1), labels),
-        "train": classification_report(y_all[tr], p_train.argmax(1), labels),
+        "val": classification_report(data.y_val, p_val.argmax(1), labels),
+        "train": classification_report(data.y_train_orig, p_train.argmax(1), labels),
     }
-    timings["evaluate_s"] = time.perf_counter() - t
+    timings["evaluate_s"] = time.perf_counter() - t - timings.get("fine_tune_s", 0.0)
 
-    record = {
+    record = make_record(cfg, labels, spec, dim, data, cache, metrics, phases, strategy, mixed)
+    write_run(cfg.out, model, labels, phases, record, timings, t0)
+    return record
+
+
+def make_record(cfg, labels, spec, dim, data, cache, metrics, phases, strategy, mixed):
+    """The train.json content (timings are added when the files are written)."""
+    import tensorflow as tf
+
+    return {
         "tl_edge": _version(),
         "args": cfg.to_json(),
         "seed": cfg.seed,
@@ -198,12 +240,12 @@ def train(cfg, echo=print):
             "train_dir": str(Path(cfg.data_dir).resolve()),
             "val_dir": str(Path(cfg.val_dir).resolve()) if cfg.val_dir else None,
             "val_split": None if cfg.val_dir else cfg.val_split,
-            "val_files": None if cfg.val_dir else [[str(Path(s.path).resolve()), s.label] for s in val_samples],
-            "train_counts": _counts(labels, y_all[tr]),
-            "val_counts": _counts(labels, y_val),
+            "val_files": None if cfg.val_dir else [[str(Path(s.path).resolve()), s.label] for s in data.val_samples],
+            "train_counts": _counts(labels, data.y_train_orig),
+            "val_counts": _counts(labels, data.y_val),
             "views": list(cfg.views),
-            "skipped": [dataclasses.asdict(s) for s in skipped],
-            "cache": {"dir": str(cache.dir), "hits": hits, "misses": misses},
+            "skipped": [dataclasses.asdict(s) for s in data.skipped],
+            "cache": {"dir": str(cache.dir), "hits": data.hits, "misses": data.misses},
         },
         "metrics": metrics,
         "history": {name: {k: [round(float(v), 5) for v in vals] for k, vals in h.items()} for name, h in phases},
@@ -211,8 +253,6 @@ def train(cfg, echo=print):
                         "mixed_precision": mixed, "gpus": len(tf.config.list_physical_devices("GPU"))},
         "versions": _versions(),
     }
-    write_run(cfg.out, model, labels, phases, record, timings, t0)
-    return record
 
 
 def write_run(out, model, labels, phases, record, timings, t0):
