@@ -9,9 +9,13 @@ import dataclasses
 import cv2
 import numpy as np
 
-from tl.device.errors import ConfigError
+from tl.device.errors import ConfigError, ModelError
 
 RESIZE_RULES = ("squash", "center_crop")
+# Input value ranges a model may have been trained on, as (low, high) for pixels 0 and 255.
+# tl-edge models take "0..255" (normalisation inside the model); Google's quantized ImageNet
+# models take "-1..1", which their uint8 input quantization (scale 1/128, zero point 128) encodes.
+PIXEL_RANGES = {"0..255": (0.0, 255.0), "0..1": (0.0, 1.0), "-1..1": (-1.0, 1.0)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,10 +147,65 @@ def dequantize_output(output, output_detail):
     return output.astype(np.float32)
 
 
-def set_input(interpreter, pixels):
-    """Writes prepared pixels into the interpreter's (single) input tensor."""
+def scale_pixels(pixels, pixel_range="0..255"):
+    """Maps raw 0..255 pixels onto the value range a model was trained on.
+
+    Args:
+      pixels: uint8 array of raw pixels.
+      pixel_range: a key of PIXEL_RANGES (InputSpec.pixel_range).
+
+    Returns:
+      `pixels` itself for "0..255" (the hot path stays uint8), else float32 values.
+    """
+    if pixel_range == "0..255":
+        return pixels
+    if pixel_range not in PIXEL_RANGES:
+        raise ModelError(f"input pixel range {pixel_range!r} is unknown; use one of {', '.join(PIXEL_RANGES)}")
+    low, high = PIXEL_RANGES[pixel_range]
+    return pixels.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
+
+
+def guess_pixel_range(input_detail):
+    """Guesses the pixel range of a model that does not say, from its input quantization.
+
+    A quantized input can only represent values in [scale*(qmin-zp), scale*(qmax-zp)]; the known
+    range closest to that interval is the one the model was trained on. A float input says
+    nothing, so it is taken to be raw pixels, as tl-edge models are.
+    """
+    dtype = input_detail["dtype"]
+    scale, zero_point = input_detail.get("quantization", (0.0, 0))
+    if np.issubdtype(dtype, np.floating) or not scale:
+        return "0..255"
+    info = np.iinfo(dtype)
+    low, high = scale * (info.min - zero_point), scale * (info.max - zero_point)
+    return min(PIXEL_RANGES, key=lambda r: abs(PIXEL_RANGES[r][0] - low) + abs(PIXEL_RANGES[r][1] - high))
+
+
+def input_spec_from_tensor(input_detail):
+    """Derives an InputSpec from an input tensor, for model files that carry none.
+
+    The size comes from the tensor's (1, H, W, 3) shape, the resize rule is "squash" and the pixel
+    range is guessed from the quantization (see `guess_pixel_range`).
+
+    Raises:
+      ModelError: when the tensor is not a (1, H, W, 3) image input.
+    """
+    shape = tuple(int(d) for d in input_detail["shape"])
+    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+        raise ModelError(f"input shape {shape} is not supported; tl-device needs one (1, H, W, 3) image input")
+    return InputSpec(height=shape[1], width=shape[2], pixel_range=guess_pixel_range(input_detail))
+
+
+def set_input(interpreter, pixels, pixel_range="0..255"):
+    """Writes prepared pixels into the interpreter's (single) input tensor.
+
+    Args:
+      interpreter: an allocated interpreter.
+      pixels: prepared uint8 pixels (see `prepare_image`).
+      pixel_range: the model's InputSpec.pixel_range; raw pixels unless the model says otherwise.
+    """
     detail = interpreter.get_input_details()[0]
-    interpreter.set_tensor(detail["index"], quantize_input(pixels, detail))
+    interpreter.set_tensor(detail["index"], quantize_input(scale_pixels(pixels, pixel_range), detail))
 
 
 def get_scores(interpreter):
