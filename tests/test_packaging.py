@@ -1,4 +1,4 @@
-"""The package layout: tl.device stays free of TensorFlow, and `pip install .` works as well as -e."""
+"""The package layout: `pip install .` works as well as -e (tl.device's import hygiene: test_device_imports)."""
 
 import subprocess
 import sys
@@ -10,30 +10,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def device_modules():
-    return sorted(f"tl.device.{p.stem}" for p in (REPO / "device").glob("*.py") if p.stem != "__init__")
-
-
-def test_device_side_never_imports_tensorflow():
-    mods = ["tl.device", *device_modules()]
-    code = (
-        "import importlib, sys\n"
-        f"for m in {mods!r}: importlib.import_module(m)\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))\n"
-        "print(','.join(bad))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"tl.device pulled in: {out.stdout.strip()}"
-    assert "tl.device.runtime" in mods  # the walk really found the modules
-
-
 @pytest.mark.slow
 def test_wheel_maps_folders_into_the_tl_namespace(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, REPO],
                    check=True, capture_output=True)
     (wheel,) = tmp_path.glob("tl_edge-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for must in ("tl/device/contract.py", "tl/train/cli.py", "tl/convert/__init__.py"):
+    for must in ("tl/device/contract.py", "tl/train/cli.py", "tl/convert/__init__.py", "tl/device/deploy/door.toml"):
         assert must in names
     assert not [n for n in names if n.split("/")[0] in ("train", "device", "convert", "tests", "benchmarks")]
     entry = next(n for n in names if n.endswith("entry_points.txt"))
