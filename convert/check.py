@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tl.convert.quiet import quiet_native_stderr
+from tl.train.quiet import quiet_native_stderr
 from tl.device.contract import get_scores, prepare_image, set_input
 from tl.device.dataset import Skipped
 from tl.device.errors import DataError, ModelError

@@ -2,7 +2,7 @@
 
 import logging
 
-from tl.convert.quiet import import_tensorflow, quiet_native_stderr
+from tl.train.quiet import import_tensorflow, quiet_native_stderr
 from tl.device import __version__
 from tl.device.atomic import write_bytes
 from tl.device.errors import TLError

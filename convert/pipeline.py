@@ -14,7 +14,7 @@ import numpy as np
 
 from tl.convert import calibration as calib
 from tl.convert import check, edgetpu, export, report
-from tl.convert.quiet import import_tensorflow
+from tl.train.quiet import import_tensorflow
 from tl.convert.reference import Reference
 from tl.convert.source import eval_samples, resolve_spec
 from tl.convert.variants import DEFAULT_IO, Quantization, file_name

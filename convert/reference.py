@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tl.convert.quiet import import_tensorflow, quiet_native_stderr
+from tl.train.quiet import import_tensorflow, quiet_native_stderr
 from tl.device.errors import ModelError
 
 log = logging.getLogger(__name__)

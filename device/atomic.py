@@ -29,6 +29,9 @@ def atomic_path(path, suffix=None):
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp creates 0600; give the file the mode a plain open() would (umask applies), so a
+        # model copied to the Pi or served by a web page stays readable by other users.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -68,6 +71,12 @@ def check_writable(folder):
             f"output folder {folder} is not writable ({e.strerror}); choose another with --out"
         ) from e
     return folder
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _jsonable(obj):

@@ -43,3 +43,14 @@ def test_unwritable_folder_is_named(tmp_path):
         atomic.check_writable(tmp_path / "file" / "out")
     with pytest.raises(OutputError, match="cannot write in"):
         atomic.write_text(tmp_path / "file" / "x.txt", "y")
+
+
+def test_written_files_get_the_usual_mode_not_0600(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic.write_text(tmp_path / "m.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o644

@@ -13,32 +13,6 @@ from tl.device.errors import TLError
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
 
-def quiet_tensorflow(verbose=False):
-    """Imports TensorFlow and probes for GPUs with its C++ start-up chatter silenced.
-
-    TF 2.21 prints absl INFO lines and a cuInit error on every GPU-less machine before
-    TF_CPP_MIN_LOG_LEVEL takes effect; they bury the progress bars and alarm people for nothing.
-    Python-level errors still surface: only file descriptor 2 is muted, and only during start-up.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if verbose:
-        import tensorflow as tf
-
-        return tf
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            import tensorflow as tf
-
-            tf.config.list_physical_devices("GPU")
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    return tf
-
-
 @click.command(context_settings=CONTEXT)
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", "-o", "out", required=True, type=click.Path(path_type=Path), help="RUN_DIR to write model.keras, labels.txt, train.json and plots into (created if missing).")
@@ -78,7 +52,11 @@ def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, r
       tl-train photos/ --out runs/door --val-split 0.2 --image-size 160 --fine-tune-layers 30
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    quiet_tensorflow(verbose)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not verbose:
+        from tl.train.quiet import import_tensorflow
+
+        import_tensorflow()  # TensorFlow's C++ start-up notices would bury the progress bars
     try:
         from tl.train.backbones import BackboneSpec
         from tl.train.embeddings import parse_views

@@ -57,6 +57,9 @@ def import_tensorflow():
         try:
             import keras
             import tensorflow as tf
+
+            # The first GPU probe prints a cuInit error on every GPU-less machine.
+            tf.config.list_physical_devices("GPU")
         except ImportError:
             log.debug("import log:\n%s", tail())
             raise
