@@ -7,6 +7,8 @@ DATA    ?= $(SHARED)/pets/train
 # The validation folder beside DATA (pets/train -> pets/val); a seeded 20 % split when there is none.
 VAL     ?= $(patsubst %/train,%/val,$(patsubst %/,%,$(DATA)))
 RUN     ?= runs/demo
+ALLOW   ?= dog
+OTHER   ?= other
 WEIGHTS ?= $(SHARED)/weights
 PYTEST_ARGS ?=
 
@@ -26,12 +28,26 @@ venv: $(VENV)/.installed
 seed-weights: venv
 	$(BIN)/python -m tl.train.weights $(WEIGHTS)
 
+# The whole pipeline: train → convert (all variants, checked) → classify → replay a porch scene → benchmark.
 demo: venv seed-weights
 	@if [ -d "$(VAL)" ] && [ "$(VAL)" != "$(DATA)" ]; then valopt="--val-dir $(VAL)"; else valopt="--val-split 0.2"; fi; \
 	$(BIN)/tl-train "$(DATA)" --out "$(RUN)" $$valopt
+	$(BIN)/tl-convert "$(RUN)" --all
+	$(BIN)/python benchmarks/scene.py --data "$(DATA)" --allow $(ALLOW) --other $(OTHER) --out "$(RUN)/scene"
+	$(BIN)/tl-device classify "$(RUN)/model_int8.tflite" "$(RUN)/scene/frame_00010.jpg" "$(RUN)/scene/frame_00050.jpg"
+	rm -f "$(RUN)/events.jsonl"
+	$(BIN)/tl-device run --model "$(RUN)/model_int8.tflite" --source "$(RUN)/scene" --allow $(ALLOW) \
+	  --door mock --events "$(RUN)/events.jsonl" --snapshots "$(RUN)/snapshots"
+	@echo "door events:" && cat "$(RUN)/events.jsonl"
+	@if [ -d "$(VAL)" ]; then benchdata="$(VAL)"; else benchdata="$(DATA)"; fi; \
+	$(BIN)/tl-bench "$(RUN)/model_float32.tflite" "$(RUN)/model_int8.tflite" --data $$benchdata --runs 100 \
+	  --markdown "$(RUN)/bench.md" --plot "$(RUN)/bench.png" --json "$(RUN)/bench.json"
 	@echo
 	@echo "Demo finished. Results are in $(RUN)/ :"
-	@ls -1 "$(RUN)"
+	@echo "  model.keras, labels.txt, train.json, history.png, confusion.png   (tl-train)"
+	@echo "  model_{float32,float16,dynamic,int8}.tflite, convert.json         (tl-convert)"
+	@echo "  scene/, events.jsonl, snapshots/                                  (tl-device run, replayed)"
+	@echo "  bench.md, bench.png, bench.json                                   (tl-bench)"
 
 test: venv seed-weights
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
