@@ -6,7 +6,6 @@ peak memory is its own and a model that crashes the runtime costs only its own r
 
 import dataclasses
 import datetime
-import functools
 import importlib.util
 import logging
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from tl.device.cliutil import exits_on_error
 from tl.device import atomic
 from tl.device.bench_jobs import run_rounds
 from tl.device.bench_plot import check_plotting, write_plot
@@ -205,20 +205,6 @@ def _check_outputs(*paths):
             atomic.check_writable(Path(p).resolve().parent)
 
 
-def _exits_on_error(func):
-    """Turns tl-edge's own errors into one line on stderr and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except TLError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-
-    return wrapper
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), help="class-per-folder images: accuracy, agreement, end-to-end img/s")
@@ -232,7 +218,7 @@ def _exits_on_error(func):
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="write a Markdown report")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="write a latency-vs-accuracy PNG")
 @click.option("-v", "--verbose", count=True, help="more logging (-vv: debug)")
-@_exits_on_error
+@exits_on_error
 def main(models, data, labels, threads, runs, warmup, rounds, edgetpu, json_out, markdown, plot, verbose):
     """Benchmark MODELS (.tflite; a RUN_DIR/model.keras too, with TensorFlow) on this machine.
 

@@ -1,6 +1,5 @@
 """tl-device: classify images with a model, run the pet-door daemon, check a door config."""
 
-import functools
 import logging
 import signal
 import sys
@@ -8,24 +7,11 @@ from pathlib import Path
 
 import click
 
+from tl.device.cliutil import exits_on_error
 from tl.device import __version__, config
 from tl.device.errors import TLError
 
 log = logging.getLogger(__name__)
-
-
-def _exits_on_error(func):
-    """Turns tl-edge's own errors into one line on stderr and exit code 2 (tracebacks are for bugs)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except TLError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-
-    return wrapper
 
 
 @click.group()
@@ -45,7 +31,7 @@ def main(verbose, quiet):
 @click.option("--labels", type=click.Path(dir_okay=False), help="labels file, for a model that carries none")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for the interpreter")
 @click.option("--edgetpu/--no-edgetpu", default=None, help="use the Edge TPU (default: for *_edgetpu.tflite)")
-@_exits_on_error
+@exits_on_error
 def classify(model, images, top_k, labels, threads, edgetpu):
     """Print the top classes of each IMAGE and the invoke time: the quick check of a copied MODEL.
 
@@ -77,6 +63,8 @@ def classify(model, images, top_k, labels, threads, edgetpu):
 def _config_options(func):
     """Adds one CLI option per RunConfig field (so every option has its TOML twin by construction)."""
     for name, field in reversed(list(config.FIELDS.items())):
+        if not field.metadata["cli"]:
+            continue  # TOML/environment only (secrets)
         extra = dict(field.metadata["click"])
         flag = extra.pop("flag", "--" + name.replace("_", "-"))
         default = field.default if not extra.get("multiple") and "/" not in flag else None
@@ -91,7 +79,7 @@ def _config_options(func):
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file with any of these options")
 @click.option("--check-config", is_flag=True, help="validate the options (and the model's classes) and exit")
 @_config_options
-@_exits_on_error
+@exits_on_error
 def run(config_file, check_config, **options):
     """Run the pet door: camera (or replay) -> model -> door policy -> door, events and snapshots.
 
@@ -113,7 +101,7 @@ def run(config_file, check_config, **options):
 
 @main.command("check-config")
 @click.argument("config_file", type=click.Path(dir_okay=False))
-@_exits_on_error
+@exits_on_error
 def check_config_command(config_file):
     """Validate a door TOML file (and, if its model is there, the class names) and exit."""
     click.echo(_checked(config.load_config(config_file), config_file))

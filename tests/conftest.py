@@ -58,3 +58,14 @@ def imagenet_weights():
 
     seed_keras_cache(WEIGHTS_DIR)
     return V2_WEIGHTS
+
+
+def slice_folder(src, dst, per_class):
+    """Copies the first `per_class` files of each class folder of `src` into `dst`; returns dst."""
+    import shutil
+
+    for cls in sorted(p for p in Path(src).iterdir() if p.is_dir()):
+        (Path(dst) / cls.name).mkdir(parents=True)
+        for f in sorted(cls.iterdir())[:per_class]:
+            shutil.copy(f, Path(dst) / cls.name / f.name)
+    return Path(dst)

@@ -1,29 +1,21 @@
 """One real conversion: tl-train's ImageNet MobileNetV2 on a slice of the shared pets photos, all four variants."""
 
 import json
-import shutil
 
 import pytest
 from click.testing import CliRunner
-
 from tl.convert import cli as convert_cli
 from tl.device.modelinfo import read_model_info
 from tl.train import cli as train_cli
 
+from tests.conftest import slice_folder
+
 pytestmark = pytest.mark.integration
 
 
-def _slice(src, dst, per_class):
-    for cls in sorted(p for p in src.iterdir() if p.is_dir()):
-        (dst / cls.name).mkdir(parents=True)
-        for f in sorted(cls.iterdir())[:per_class]:
-            shutil.copy(f, dst / cls.name / f.name)
-    return dst
-
-
 def test_real_model_converts_to_every_variant_and_int8_keeps_its_accuracy(shared_pets, imagenet_weights, tmp_path):
-    train = _slice(shared_pets / "train", tmp_path / "train", 40)
-    val = _slice(shared_pets / "val", tmp_path / "val", 15)
+    train = slice_folder(shared_pets / "train", tmp_path / "train", 40)
+    val = slice_folder(shared_pets / "val", tmp_path / "val", 15)
     run = tmp_path / "run"
     trained = CliRunner().invoke(train_cli.main, [str(train), "--out", str(run), "--val-dir", str(val), "--image-size",
                                                   "160", "--views", "none", "--cache-dir", str(tmp_path / "cache")],

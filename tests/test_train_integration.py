@@ -1,27 +1,19 @@
 """One real training: ImageNet MobileNetV2 on a slice of the shared dog/cat/other photos."""
 
 import json
-import shutil
 
 import pytest
 from click.testing import CliRunner
-
 from tl.train.cli import main
+
+from tests.conftest import slice_folder
 
 pytestmark = pytest.mark.integration
 
 
-def _slice(src, dst, per_class):
-    for cls in sorted(p for p in src.iterdir() if p.is_dir()):
-        (dst / cls.name).mkdir(parents=True)
-        for f in sorted(cls.iterdir())[:per_class]:
-            shutil.copy(f, dst / cls.name / f.name)
-    return dst
-
-
-def test_real_training_on_a_pets_slice(shared_pets, imagenet_weights, tmp_path):
-    train = _slice(shared_pets / "train", tmp_path / "train", 40)
-    val = _slice(shared_pets / "val", tmp_path / "val", 15)
+def test_real_training_on_a_petsslice_folder(shared_pets, imagenet_weights, tmp_path):
+    train = slice_folder(shared_pets / "train", tmp_path / "train", 40)
+    val = slice_folder(shared_pets / "val", tmp_path / "val", 15)
     out = tmp_path / "run"
     # The default weights path: "imagenet" from the Keras cache the fixture seeded.
     result = CliRunner().invoke(main, [str(train), "--out", str(out), "--val-dir", str(val), "--image-size", "160",

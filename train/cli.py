@@ -109,6 +109,6 @@ def run(cfg):
             click.echo(f"  {s['path']}: {s['reason']}")
         if len(skipped) > 10:
             click.echo(f"  … and {len(skipped) - 10} more")
-    click.echo(f"classes: " + ", ".join(f"{c} {n}" for c, n in record["data"]["train_counts"].items()) + " (train images)")
+    click.echo("classes: " + ", ".join(f"{c} {n}" for c, n in record["data"]["train_counts"].items()) + " (train images)")
     click.echo(report.format_summary(record))
     click.echo(f"files: {cfg.out}/model.keras, labels.txt, train.json, history.png, confusion.png")
