@@ -27,6 +27,7 @@ Examples:
   tl-convert runs/pets                       # int8, calibrated on the training images
   tl-convert runs/pets --all                 # float32, float16, dynamic and int8
   tl-convert runs/pets --int8 --edgetpu      # also compile for the Coral Edge TPU
+  tl-convert runs/pets --embedding           # also the embedder, for tl-device enroll
   tl-convert model.keras --labels labels.txt --eval-dir photos/val --calib-dir photos/train
 
 Exit status: 0 ok; 2 bad input or a failed step; 3 int8 accuracy dropped more than --max-drop.
@@ -71,6 +72,10 @@ def _variants(flags, convert_all, edgetpu, check_only, out_dir):
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder. [default: RUN_DIR, or the model file's folder]")
 @click.option("--check-only", is_flag=True, help="Do not convert: check the existing model_<variant>.tflite files.")
+@click.option("--embedding", is_flag=True,
+              help="Also export embedder_<variant>.tflite (int8/float32: unit pooled features) for tl-device enroll.")
+@click.option("--openset/--no-openset", default=True, show_default=True,
+              help="Carry the run's open-set statistics (openset.npz) into the models, with an embedding output.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging (shows the converter's log on failure).")
 def main(source, verbose, quiet, **opts):

@@ -14,6 +14,8 @@ import numpy as np
 
 from tl.convert import calibration as calib
 from tl.convert import check, edgetpu, export, report
+from tl.convert import openset as oset
+from tl.convert.embedding import build_graphs
 from tl.train.quiet import import_tensorflow
 from tl.convert.reference import Reference
 from tl.convert.source import eval_samples, resolve_spec
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_DROP = 1.0
 CLASSIFIER = "model"  # file prefix of the classifier graph; a second graph (an embedder) gets its own
+EMBEDDER = "embedder"
+EMBEDDER_VARIANTS = ("int8", "float32")  # what a device enrols with; float16/dynamic add nothing there
 
 
 @dataclasses.dataclass
@@ -45,6 +49,8 @@ class Options:
     edgetpu: bool = False
     check_only: bool = False
     progress: bool = True
+    embedding: bool = False
+    openset: bool = True
 
 
 @dataclasses.dataclass
@@ -61,14 +67,19 @@ class Outcome:
 class Graph:
     """One graph to export as <prefix>_<variant>.tflite files.
 
-    The classifier is the only one today; an embedding extractor (a sub-model of the same Keras
-    model, task "embedding") would be a second Graph through the same `export_graph`.
+    The classifier, and with --embedding the embedding extractor (a sub-model of the same Keras
+    model, task "embedding"), go through the same `export_graph`.
+
+    Attributes:
+      finish: None, or a callable (model_bytes, quantization) -> (model_bytes, extra, files) run on
+        each converted variant before it is written (see `tl.convert.openset`).
     """
 
     reference: Reference
     labels: list
     prefix: str = CLASSIFIER
     task: str = "classification"
+    finish: object = None
 
 
 def run(source, options, echo=print):
@@ -94,12 +105,17 @@ def run(source, options, echo=print):
         echo(calibration.describe())
     evalset = _evaluation_set(source, spec, options, calibration, echo)
     ref_scores = reference.predict(evalset.pixels)
+    embedder, embedder_paths = None, {}
     if options.check_only:
         paths = {q.variant: out_dir / file_name(q.variant, CLASSIFIER) for q in quantizations}
     else:
-        graph = Graph(reference, source.labels)
+        graph, embedder = _graphs(source, reference, spec, options, calibration, evalset)
         paths = export_graph(graph, spec, quantizations, calibration, out_dir, {"source": source.describe()},
                              options.progress, echo, timings)
+        if embedder is not None:
+            asked = [q for q in quantizations if q.variant in EMBEDDER_VARIANTS] or [Quantization.float32()]
+            embedder_paths = export_graph(embedder, spec, asked, calibration, out_dir, {"source": source.describe()},
+                                          options.progress, echo, timings)
     ref_name = "savedmodel" if reference.kind == "saved_model" else "keras"
     ref_row = check.reference_result(ref_name, source.model_path, ref_scores, evalset, source.labels)
     results = {
@@ -110,6 +126,9 @@ def run(source, options, echo=print):
     _write_labels(out_dir, source.labels)
     drop = check.accuracy_drop(results, ref_row, options.max_drop)
     record = _record(source, spec, options, evalset, calibration, ref_row, results, timings, edgetpu_report, drop)
+    record["openset"] = oset.check_all(paths, evalset, source.labels, echo)
+    if embedder_paths:
+        record["embedder"] = {v: oset.check_embedder(p, evalset, embedder.reference) for v, p in embedder_paths.items()}
     record["timings"]["total_s"] = round(time.perf_counter() - start, 1)
     json_path = report.write_report(out_dir, record)
     return Outcome([ref_row, *results.values()], record, json_path, drop)
@@ -138,17 +157,39 @@ def export_graph(graph, spec, quantizations, calibration, out_dir, extra, progre
         saved_model = graph.reference.saved_model(Path(tmp) / "saved_model", spec.height, spec.width)
         for q in quantizations:
             t = time.perf_counter()
-            echo(f"converting {q.variant}" + (f" ({q.io} input/output)" if q.variant == "int8" else ""))
+            what = q.variant if graph.prefix == CLASSIFIER else f"{graph.prefix} {q.variant}"
+            echo(f"converting {what}" + (f" ({q.io} input/output)" if q.variant == "int8" else ""))
             model_bytes = export.convert(saved_model, q, calibration, progress=progress)
-            info_extra = dict(extra)
+            info_extra, files = dict(extra), {}
+            if graph.finish is not None:  # outputs named, open-set statistics attached (tl.convert.openset)
+                model_bytes, more, files = graph.finish(model_bytes, q)
+                info_extra.update(more)
             if q.needs_calibration:
                 info_extra.update(io=q.io, calibration=calibration.summary())
             info = export.model_info(graph.labels, spec, q.variant, info_extra, task=graph.task)
+            info.files = files
             path = out_dir / file_name(q.variant, graph.prefix)
             export.write_model(path, model_bytes, info)
             timings[f"convert_{graph.prefix}_{q.variant}_s"] = round(time.perf_counter() - t, 1)
             paths[q.variant] = path
     return paths
+
+
+def _graphs(source, reference, spec, options, calibration, evalset):
+    """The classifier Graph (with an embedding output when there are open-set statistics or --embedding)
+    and the embedder Graph (with --embedding, else None)."""
+    stats = oset.load_run_stats(source) if options.openset else None
+    if stats is None and not options.embedding:
+        return Graph(reference, source.labels), None
+    if reference.keras_model is None:
+        raise DataError(f"--embedding needs a Keras model (.keras/.h5 or a tl-train RUN_DIR); {source.model_path} "
+                        "is a SavedModel")
+    both, embedder = build_graphs(reference.keras_model, source.model_path, spec)
+    pixels = calibration.pixels if calibration is not None else evalset.pixels
+    graph = Graph(both, source.labels, finish=oset.classifier_finish(both, stats, pixels))
+    if not options.embedding:
+        return graph, None
+    return graph, Graph(embedder, source.labels, EMBEDDER, "embedding", oset.embedder_finish(embedder, stats))
 
 
 def _evaluation_set(source, spec, options, calibration, echo):

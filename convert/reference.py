@@ -81,14 +81,24 @@ class Reference:
         """
         if self._keras is None:
             return self.path
-        tf, _ = import_tensorflow()
-        signature = [tf.TensorSpec((1, height, width, 3), tf.float32, name="image")]
-        try:
-            with quiet_native_stderr():
-                self._keras.export(str(folder), format="tf_saved_model", input_signature=signature, verbose=False)
-        except (ValueError, TypeError) as e:
-            raise ModelError(f"model {self.path}: cannot export it for conversion ({e})") from e
-        return Path(folder)
+        return export_saved_model(self._keras, folder, height, width, self.path)
+
+    @property
+    def keras_model(self):
+        """The loaded Keras model, or None for a SavedModel."""
+        return self._keras
+
+
+def export_saved_model(model, folder, height, width, name):
+    """Exports a Keras model as a SavedModel taking one (1, height, width, 3) float32 image; returns the folder."""
+    tf, _ = import_tensorflow()
+    signature = [tf.TensorSpec((1, height, width, 3), tf.float32, name="image")]
+    try:
+        with quiet_native_stderr():
+            model.export(str(folder), format="tf_saved_model", input_signature=signature, verbose=False)
+    except (ValueError, TypeError) as e:
+        raise ModelError(f"model {name}: cannot export it for conversion ({e})") from e
+    return Path(folder)
 
 
 def _load_keras(path):

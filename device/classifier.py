@@ -10,6 +10,7 @@ import numpy as np
 from tl.device import contract
 from tl.device.errors import ModelError
 from tl.device.modelinfo import read_model_info
+from tl.device.outputs import find_outputs, read_embedding, read_output
 from tl.device.runtime import make_interpreter
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class Classifier:
       spec: the InputSpec frames are prepared with; derived from the input tensor when the file
         carries none (Google's Coral models, for one).
       interpreter: the allocated interpreter.
+      outputs: the Outputs (scores and, for tl-convert models with open-set statistics, the embedding).
       invoke_ms: duration of the last `invoke`, in milliseconds.
     """
 
@@ -55,7 +57,8 @@ class Classifier:
         _check_input(input_detail, self.path)
         self.spec = self.info.input or _derive_spec(input_detail, self.path)
         _check_size(input_detail, self.spec, self.path)
-        _check_output(self.interpreter.get_output_details(), len(self.labels), self.path)
+        self.outputs = find_outputs(self.interpreter.get_output_details(), self.info, len(self.labels), self.path)
+        _check_output([self.outputs.scores], len(self.labels), self.path)
         self.invoke_ms = 0.0
         log.info(
             "model %s: %d classes, input %dx%d %s (%s), variant %s",
@@ -69,7 +72,13 @@ class Classifier:
         start = time.perf_counter()
         self.interpreter.invoke()
         self.invoke_ms = (time.perf_counter() - start) * 1000.0
-        return contract.get_scores(self.interpreter)
+        return read_output(self.interpreter, self.outputs.scores)
+
+    def embedding(self):
+        """Returns the unit embedding of the last classified input (same invoke), or None if the model has none."""
+        if self.outputs.embedding is None:
+            return None
+        return read_embedding(self.interpreter, self.outputs.embedding)
 
     def classify_frame(self, bgr, roi=None):
         """Scores one camera/video BGR frame, cropped to `roi` (x, y, w, h) first if given."""

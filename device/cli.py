@@ -9,6 +9,7 @@ import click
 
 from tl.device.cliutil import exits_on_error
 from tl.device import __version__, config
+from tl.device.enroll_cli import enroll as enroll_command
 from tl.device.errors import TLError
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,11 @@ def classify(model, images, top_k, labels, threads, edgetpu):
     from tl.device.classifier import Classifier, top_k as best
     from tl.device.image import load_image
 
+    from tl.device.recognition import openset_for
+
     classifier = Classifier(model, labels, threads=threads, edgetpu=edgetpu)
     classifier.warm_up()
+    openset = openset_for(classifier)  # None when the model carries no open-set statistics
     failed = 0
     for path in images:
         try:
@@ -56,6 +60,10 @@ def classify(model, images, top_k, labels, threads, edgetpu):
         click.echo(f"{path}  ({classifier.invoke_ms:.1f} ms)")
         for c in best(scores, classifier.labels, top_k):
             click.echo(f"  {c.score:.3f}  {c.label}")
+        if openset is not None:
+            check = openset.check(scores, classifier.embedding())
+            click.echo(f"  {'UNKNOWN' if check.unknown else 'known'}: {check.label} {openset.method} "
+                       f"{check.value:.3f} ({'above' if check.value > check.limit else 'below'} {check.limit:.3f})")
     if failed:
         sys.exit(2)
 
@@ -118,6 +126,8 @@ def _checked(cfg, where):
     return (f"{where}: OK: allow {pc.names(pc.allow)}; deny {pc.names(pc.deny)}; ignore {pc.names(pc.ignore)}; "
             f"votes {pc.votes}/{pc.window}; threshold {cfg.threshold:.2f}; door {cfg.door}")
 
+
+main.add_command(enroll_command)
 
 if __name__ == "__main__":
     main()

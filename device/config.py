@@ -22,7 +22,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser is the tomli package
         tomllib = None
 
 # Keys naming files; relative values in a TOML file are relative to the file's folder.
-PATH_KEYS = ("model", "labels", "events", "snapshots")
+PATH_KEYS = ("model", "labels", "events", "snapshots", "gallery")
 
 
 def _fail(key, value, expected):
@@ -116,9 +116,52 @@ def _pin(key, value):
     return _text(key, value)  # gpiozero pin names: "GPIO17", "BOARD11"
 
 
-def _opt(default, parse, help, factory=None, sep=None, **click):
+def _fraction(key, value):
+    value = _number(key, value)
+    if not 0.0 < value <= 1.0:
+        _fail(key, value, "a share of the region, more than 0 and at most 1 (0.01 = 1 %)")
+    return value
+
+
+def _grey_level(key, value):
+    value = _integer(key, value)
+    if not 1 <= value <= 255:
+        _fail(key, value, "a grey-level difference, 1..255")
+    return value
+
+
+def _seconds(key, value):
+    value = _number(key, value)
+    if value <= 0:
+        _fail(key, value, "a number of seconds more than 0")
+    return value
+
+
+def _address(key, value):
+    """HOST:PORT, HOST or PORT -> (host or None, port or None); the user of the value fills the gaps."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = _text(key, value)
+    host, sep, port = text.rpartition(":") if not text.isdigit() else ("", ":", text)
+    if not sep:
+        host, port = text, ""
+    host = host.strip("[]") or None  # [::1]:8080
+    if (port and not (port.isdigit() and 0 < int(port) < 65536)) or (host and " " in host):
+        _fail(key, value, "HOST:PORT, e.g. 127.0.0.1:8080")
+    return host, int(port) if port else None
+
+
+def _topic(key, value):
+    text = _text(key, value)
+    if any(c in text for c in "#+\0") or text.startswith("/") or text.endswith("/"):
+        _fail(key, value, "an MQTT topic without wildcards or a leading/trailing /, e.g. tl-edge/door")
+    return text
+
+
+def _opt(default, parse, help, factory=None, sep=None, cli=True, **click):
     # sep: how a tuple default is written on the command line ("3/5"), for --help.
-    metadata = {"parse": parse, "help": help, "click": click, "sep": sep}
+    # cli=False: a TOML-only key (secrets: command lines are visible to every user in ps).
+    metadata = {"parse": parse, "help": help, "click": click, "sep": sep, "cli": cli}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -154,6 +197,15 @@ class RunConfig:
                         sep="/")
     open_seconds: float = _opt(10.0, _number, "seconds the door stays open after the last allowed frame", type=float)
     lockout_seconds: float = _opt(30.0, _number, "seconds the door stays locked after a denied class", type=float)
+    openset: bool = _opt(None, _boolean, "frames unlike every training class are unknown: they never open the door "
+                         "(default: on when the model carries open-set statistics)", flag="--openset/--no-openset")
+    openset_quantile: float = _opt(None, _number, "share of known images an open-set class radius keeps, 0.9..1 "
+                                   "(default: the model's, 0.98)", type=float)
+    gallery: str = _opt(None, _text, "gallery of enrolled pets (from tl-device enroll)", metavar="FILE")
+    require_identity: tuple = _opt(None, _names, "open only for this enrolled pet (repeat for several)",
+                                   multiple=True, metavar="NAME")
+    identity_threshold: float = _opt(None, _number, "similarity a frame needs to count as the pet "
+                                     "(default: the one chosen at enrolment)", type=float)
     door: str = _opt("none", _door, "relay, servo, mock (gpiozero mock pins) or none (log only)",
                      metavar="KIND")
     pin: int = _opt(17, _pin, "GPIO pin of the relay or servo (BCM number or gpiozero name)", metavar="PIN")
@@ -165,6 +217,21 @@ class RunConfig:
     snapshots: str = _opt(None, _text, "folder for JPEG snapshots of door_open and denied frames", metavar="DIR")
     snapshot_keep: int = _opt(200, _integer, "how many snapshots to keep (oldest deleted)", type=int)
     status_seconds: float = _opt(5.0, _number, "seconds between status lines in the log", type=float)
+    motion: bool = _opt(None, _boolean, "classify only frames with motion in the ROI, plus a heartbeat "
+                        "(default: live cameras yes, replays no)", flag="--motion/--no-motion")
+    motion_area: float = _opt(0.01, _fraction, "share of the ROI that must change to count as motion", type=float)
+    motion_delta: int = _opt(20, _grey_level, "grey levels a pixel must change by to count as changed", type=int)
+    heartbeat_seconds: float = _opt(2.0, _seconds, "with motion gating, classify a frame at least this often",
+                                    type=float)
+    mqtt: tuple = _opt(None, _address, "publish events to this MQTT broker (port 1883 if left out); credentials: "
+                       "mqtt_username/mqtt_password in the config file or TL_MQTT_USERNAME/TL_MQTT_PASSWORD",
+                       metavar="HOST:PORT")
+    mqtt_prefix: str = _opt("tl-edge/door", _topic, "MQTT topic prefix: <prefix>/events, /state, /availability",
+                            metavar="TOPIC")
+    mqtt_username: str = _opt(None, _text, "MQTT user (config file or TL_MQTT_USERNAME only)", cli=False)
+    mqtt_password: str = _opt(None, _text, "MQTT password (config file or TL_MQTT_PASSWORD only)", cli=False)
+    http: tuple = _opt(None, _address, "serve the status page, /health and /metrics on [HOST:]PORT "
+                       "(host 127.0.0.1 if left out)", metavar="HOST:PORT")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}

@@ -16,7 +16,10 @@ from tl.device.config import policy_config, require_run
 from tl.device.door import make_door
 from tl.device.events import EventLog, Snapshots
 from tl.device.frames import Gap
+from tl.device.motion import make_gate
 from tl.device.policy import DoorPolicy
+from tl.device.recognition import make_recognizer
+from tl.device.reporting import open_reporters
 from tl.device.sources import open_source, pace
 
 log = logging.getLogger(__name__)
@@ -38,8 +41,10 @@ class RunStats:
     """What a run did.
 
     Attributes:
-      frames: frames classified.
-      skipped: frames that could not be decoded.
+      frames: frames read (classified + skipped_motion).
+      classified: frames the model looked at.
+      skipped_motion: frames the motion gate let pass unclassified (nothing moved).
+      skipped: frames that could not be decoded (the stop event's `unreadable`).
       seconds: wall time of the loop.
       started: time.time() when the loop started.
       first_decision: time.time() when the first frame had been decided (None: no frame).
@@ -48,6 +53,8 @@ class RunStats:
     """
 
     frames: int = 0
+    classified: int = 0
+    skipped_motion: int = 0
     skipped: int = 0
     seconds: float = 0.0
     started: float = 0.0
@@ -57,7 +64,7 @@ class RunStats:
 
     @property
     def fps(self):
-        """Frames classified per second of loop time."""
+        """Frames read per second of loop time."""
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -73,10 +80,17 @@ class DoorLoop:
       roi: (x, y, w, h) region of interest, or None.
       status_seconds: seconds between status lines in the log.
       clock: monotonic clock for the status line and real-time replays.
+      gate: a MotionGate that decides which frames are classified, or None: all of them.
+      recognizer: a Recognizer (open-set rejection, required identity) judging each classified frame, or None.
+
+    Attributes (read by the status page, from another thread):
+      alive_at: `clock()` when the loop last handled a frame or a camera gap.
+      camera_lost: why the camera is away, or None while frames come.
+      last_decision: (image, index, Decision) of the last door decision with a frame, or None.
     """
 
     def __init__(self, classifier, policy, door, events, snapshots=None, roi=None, status_seconds=5.0,
-                 clock=time.monotonic):
+                 clock=time.monotonic, gate=None, recognizer=None):
         self.classifier = classifier
         self.policy = policy
         self.door = door
@@ -87,6 +101,11 @@ class DoorLoop:
         self.clock = clock
         self.stats = RunStats()
         self.watchdog = service.Watchdog(clock)
+        self.gate = gate
+        self.recognizer = recognizer
+        self.alive_at = clock()
+        self.camera_lost = None
+        self.last_decision = None
         self._last = ("none", 0.0)
         self._status_at = (0.0, 0)
 
@@ -131,17 +150,26 @@ class DoorLoop:
             frames.close()
             if source.live:
                 ts = source.clock()
+            self.stats.skipped = source.skipped
             self._finish(ts, reason)
         return self.stats
 
     def on_frame(self, frame):
-        """Classifies one frame and carries out the policy's decisions."""
+        """Classifies one frame (unless the motion gate passes it over) and carries out the policy's decisions."""
+        self.stats.frames += 1
+        self.camera_lost = None
+        # While the door is open every frame counts: it must close on time, and lock for a raccoon.
+        if self.gate is not None and not self.gate.check(frame.image, frame.ts, busy=self.door.is_open).classify:
+            self.stats.skipped_motion += 1
+            self._tick()
+            return
         scores = self.classifier.classify_frame(frame.image, self.roi)
         top = int(scores.argmax())
         self._last = (self.classifier.labels[top], float(scores[top]))
-        for decision in self.policy.update(frame.ts, scores):
+        verdict = self.recognizer.judge(scores, self.classifier, frame.ts, frame.index) if self.recognizer else None
+        for decision in self.policy.update(frame.ts, scores, verdict):
             self.apply(decision, frame.ts, frame.index, frame.image)
-        self.stats.frames += 1
+        self.stats.classified += 1
         if self.stats.first_decision is None:
             self.stats.first_decision = time.time()
         self._tick()
@@ -151,6 +179,8 @@ class DoorLoop:
         for decision in self.policy.fault(gap.ts, f"no camera: {gap.reason}"):
             self.apply(decision, gap.ts, None, None)
         self.door.close_door()
+        self.camera_lost = gap.reason
+        self.alive_at = self.clock()
         if gap.attempt == 1:
             self.events.write("error", gap.ts, reason=f"no camera: {gap.reason}; retrying with backoff")
         log.warning("%s (attempt %d); next try in %.1f s", gap.reason, gap.attempt, gap.retry_in)
@@ -162,13 +192,15 @@ class DoorLoop:
             self.door.open_door()
         else:
             self.door.close_door()
+        if image is not None:
+            self.last_decision = (image, index, decision)
         self.events.write(decision.event, ts, index, decision.label, decision.score, decision.reason)
         if self.snapshots is not None and image is not None and decision.event in ("door_open", "denied"):
             self.snapshots.save(image, index, decision.event, decision.label, decision.score, self.roi)
 
     def _tick(self):
         self.watchdog.ping()
-        now = self.clock()
+        now = self.alive_at = self.clock()
         since, frames = self._status_at
         if now - since < self.status_seconds:
             return
@@ -185,7 +217,10 @@ class DoorLoop:
         self.door.close_door()
         self.stats.seconds = time.time() - self.stats.started
         self.stats.stop_reason = reason
-        self.events.write("stop", ts, reason=f"{reason}; {self.stats.frames} frames")
+        s = self.stats
+        self.events.write("stop", ts, reason=f"{reason}; {s.frames} frames", frames=s.frames, classified=s.classified,
+                          skipped_motion=s.skipped_motion, unreadable=s.skipped,
+                          **(dict(self.recognizer.counts) if self.recognizer else {}))
         self.stats.events = dict(self.events.counts)
         service.notify("STOPPING=1")
 
@@ -214,17 +249,21 @@ def run_door(cfg, stop=None, pin_factory=None):
                                              cfg.closed_angle, pin_factory=pin_factory))
         classifier = Classifier(cfg.model, cfg.labels, threads=cfg.threads, edgetpu=cfg.edgetpu)
         policy = DoorPolicy(policy_config(cfg, classifier.labels))
+        recognizer = make_recognizer(cfg, classifier)
         classifier.warm_up()
         source = stack.enter_context(open_source(cfg.source, cfg.fps, cfg.capture, sleep=stop.wait))
         events = stack.enter_context(EventLog(cfg.events))
         snapshots = Snapshots(cfg.snapshots, cfg.snapshot_keep) if cfg.snapshots else None
         if source.live and cfg.realtime is False:
             log.warning("--no-realtime has no effect on a live camera")
-        loop = DoorLoop(classifier, policy, door, events, snapshots, cfg.roi, cfg.status_seconds)
-        stats = loop.run(source, stop, realtime=cfg.realtime, start_reason=describe(cfg, classifier, policy, door, source))
-        stats.skipped = source.skipped
-    log.info("stopped (%s): %d frames in %.1f s (%.1f fps), %d skipped, events %s", stats.stop_reason,
-             stats.frames, stats.seconds, stats.fps, stats.skipped, stats.events)
+        loop = DoorLoop(classifier, policy, door, events, snapshots, cfg.roi, cfg.status_seconds,
+                        gate=make_gate(cfg, source.live), recognizer=recognizer)
+        stack.enter_context(open_reporters(cfg, loop, source))
+        start_reason = f"{describe(cfg, classifier, policy, door, source)}; {recognizer.describe()}"
+        stats = loop.run(source, stop, realtime=cfg.realtime, start_reason=start_reason)
+    log.info("stopped (%s): %d frames in %.1f s (%.1f fps), %d classified, %d skipped (no motion), %d unreadable, "
+             "events %s", stats.stop_reason, stats.frames, stats.seconds, stats.fps, stats.classified,
+             stats.skipped_motion, stats.skipped, stats.events)
     return stats
 
 

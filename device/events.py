@@ -1,8 +1,10 @@
 """The events file (JSON lines, flushed per event) and JPEG snapshots of the deciding frames."""
 
 import collections
+import errno
 import json
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -22,21 +24,30 @@ FIELDS = ("ts", "frame", "event", "label", "score", "reason")
 class EventLog:
     """Appends events to a JSONL file, one object per line, flushed per event; also logs them.
 
+    Each line goes out in one unbuffered write(2), so a crash (kill -9 included) never leaves a
+    buffered event behind. A line that cannot be written (disk full) is logged as an error and cut
+    off again, and the door goes on: the events file is evidence, not the door's safety.
+
     Args:
       path: the events file (appended to; its folder is created); None logs only.
 
     Attributes:
       counts: {event: how many were written}.
+      failures: events that could not be written to the file.
+      listeners: callables given each event (a dict) after it is written (MQTT, the status page);
+        one that raises is logged and skipped, never stops the door.
     """
 
     def __init__(self, path=None):
         self.path = Path(path) if path else None
         self.counts = collections.Counter()
-        self._file = None
+        self.failures = 0
+        self.listeners = []
+        self._fd = None
         if self.path is not None:
             check_writable(self.path.parent)
             try:
-                self._file = self.path.open("a", encoding="utf-8")
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             except OSError as e:
                 raise OutputError(f"events file {self.path}: cannot open it ({e.strerror}); choose another with --events") from e
 
@@ -46,7 +57,7 @@ class EventLog:
     def __exit__(self, *exc):
         self.close()
 
-    def write(self, event, ts, frame=None, label=None, score=None, reason=None):
+    def write(self, event, ts, frame=None, label=None, score=None, reason=None, **extra):
         """Writes one event; returns it as a dict.
 
         Args:
@@ -55,6 +66,7 @@ class EventLog:
           frame: the source frame index, or None.
           label, score: the class concerned and its score, or None.
           reason: why, in words.
+          **extra: more keys, after the standard ones (the stop event's counters).
         """
         if event not in EVENTS:
             raise ValueError(f"unknown event {event!r}; events are {', '.join(EVENTS)}")
@@ -65,20 +77,50 @@ class EventLog:
             "label": label,
             "score": None if score is None else round(float(score), 4),
             "reason": reason,
+            **extra,
         }
         line = json.dumps(record, ensure_ascii=False)
-        if self._file is not None:
-            self._file.write(line + "\n")
-            self._file.flush()
+        self._append(line)
         self.counts[event] += 1
         log.log(logging.WARNING if event == "error" else logging.INFO, "event %s", line)
+        for listener in list(self.listeners):
+            try:
+                listener(record)
+            except Exception:  # a broken reporter must not take the door down with it
+                log.exception("event listener %r failed on %s", listener, event)
         return record
+
+    def _append(self, line):
+        if self._fd is None:
+            return
+        data = (line + "\n").encode("utf-8")
+        size = None
+        try:
+            size = os.fstat(self._fd).st_size
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes written")
+        except OSError as e:
+            self.failures += 1
+            self._cut(size)
+            log.error("events file %s: event not written (%s); %d lost so far, the door keeps working",
+                      self.path, e.strerror or e, self.failures)
+
+    def _cut(self, size):
+        # A partial line would make the rest of the file unreadable as JSON lines: cut it off.
+        if size is None:
+            return
+        try:
+            if os.fstat(self._fd).st_size > size:
+                os.ftruncate(self._fd, size)
+        except OSError as e:
+            log.debug("events file %s: cannot cut a partial line (%s)", self.path, e)
 
     def close(self):
         """Closes the file; safe twice."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
 
 def read_events(path):

@@ -4,8 +4,9 @@ The way TFLite metadata carries associated files (and Ultralytics its export met
 files are a ZIP archive appended to the FlatBuffer: interpreters ignore the trailing bytes, and
 `zipfile` finds the archive from the end of the file. Reading needs nothing beyond the standard library.
 
-Inside the archive: `labels.txt` (one label per line, in output order) and `tl_edge.json`
-(format version, variant, input spec, and anything else the writer adds).
+Inside the archive: `labels.txt` (one label per line, in output order), `tl_edge.json`
+(format version, variant, input spec, and anything else the writer adds), and any further files
+the writer adds (`openset.npz`: the open-set statistics, see `tl.device.openset`).
 """
 
 import dataclasses
@@ -34,6 +35,7 @@ class ModelInfo:
       variant: "float32", "float16", "dynamic", "int8", or "keras".
       task: "classification" or "embedding".
       extra: anything else (training run, calibration summary...), free-form JSON.
+      files: {name: bytes} of further files carried in the archive (binary data JSON would bloat).
     """
 
     labels: list
@@ -41,6 +43,7 @@ class ModelInfo:
     variant: str = "float32"
     task: str = "classification"
     extra: dict = dataclasses.field(default_factory=dict)
+    files: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self):
         return {
@@ -76,6 +79,8 @@ def embed_model_info(model_bytes, info):
     with zipfile.ZipFile(buf, mode="a", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr(LABELS_NAME, "\n".join(info.labels) + "\n")
         zf.writestr(INFO_NAME, json.dumps(info.to_json(), indent=2))
+        for name, data in sorted(info.files.items()):
+            zf.writestr(name, data)
     return buf.getvalue()
 
 
@@ -126,7 +131,7 @@ def read_model_info(path, labels_path=None):
       ModelError: when the file is not a TFLite model or carries no labels and none were given.
     """
     check_tflite(path)
-    labels, meta = None, None
+    labels, meta, files = None, None, {}
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
@@ -135,6 +140,7 @@ def read_model_info(path, labels_path=None):
                 labels = [x.strip() for x in labels if x.strip()]
             if INFO_NAME in names:
                 meta = json.loads(zf.read(INFO_NAME).decode("utf-8"))
+                files = {n: zf.read(n) for n in names if n not in (LABELS_NAME, INFO_NAME)}
     except zipfile.BadZipFile:
         pass  # a plain FlatBuffer: no embedded info, handled below
     if labels_path is not None:
@@ -154,4 +160,5 @@ def read_model_info(path, labels_path=None):
         variant=meta.get("variant", "unknown"),
         task=meta.get("task", "classification"),
         extra=meta.get("extra", {}),
+        files=files,
     )

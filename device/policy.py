@@ -3,7 +3,9 @@
 Open when an allowed class wins at least K of the last N frames at or above its threshold and no
 denied class reached its threshold in those frames; stay open `open_seconds` after the last
 allowed frame; after a denied class, close at once and stay locked `lockout_seconds`. Ignored
-classes (an empty-scene `background` class) neither open nor lock the door.
+classes (an empty-scene `background` class) neither open nor lock the door, and neither do frames
+a Verdict calls unknown (see `tl.device.recognition`); a frame whose Verdict is not identified
+cannot count as allowed.
 """
 
 import collections
@@ -146,10 +148,16 @@ class DoorPolicy:
         self._last_allowed = 0.0
         self._locked_until = 0.0
 
-    def update(self, ts, scores):
-        """Takes one frame's scores at source time `ts` (seconds); returns a list of Decisions."""
+    def update(self, ts, scores, verdict=None):
+        """Takes one frame's scores at source time `ts` (seconds); returns a list of Decisions.
+
+        `verdict` (anything with `unknown` and `identified`, or None) vetoes the frame's vote: an
+        unknown frame counts neither as allowed nor as denied, an unidentified one not as allowed.
+        """
         ts = self._monotonic(float(ts))
         vote = self._vote(ts, np.asarray(scores, np.float32))
+        if verdict is not None and (verdict.unknown or not verdict.identified):
+            vote = vote._replace(allowed=None, denied=None if verdict.unknown else vote.denied)
         self._votes.append(vote)
         if vote.denied is not None:
             return self._deny(ts, vote)

@@ -14,7 +14,7 @@ from tl.device.contract import InputSpec
 from tl.device.dataset import scan_folder
 from tl.device.errors import DataError
 from tl.device.metrics import classification_report
-from tl.train import artifacts, report
+from tl.train import artifacts, openset, report
 from tl.train.backbones import BackboneSpec, build_backbone
 from tl.train.embeddings import EmbeddingCache, default_cache_dir, embed_samples, view_image
 from tl.train.head import HeadConfig, build_head, epoch_bar, train_head
@@ -221,7 +221,12 @@ def train(cfg, echo=print):
     timings["evaluate_s"] = time.perf_counter() - t - timings.get("fine_tune_s", 0.0)
 
     record = make_record(cfg, labels, spec, dim, data, cache, metrics, phases, strategy, mixed)
+    stats = openset.from_run(cfg, data, model, spec, labels, p_val)
+    record["openset"] = openset.summarise(stats)
+    echo(openset.describe(stats))
     write_run(cfg.out, model, labels, phases, record, timings, t0)
+    # After train.json, which records the file's hash: tl-convert refuses statistics of another run.
+    openset.write_stats(cfg.out, stats)
     return record
 
 
