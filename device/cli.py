@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 import click
-
-from tl.device.cliutil import exits_on_error
 from tl.device import __version__, config
+from tl.device.cliutil import exits_on_error
 from tl.device.enroll_cli import enroll as enroll_command
 from tl.device.errors import TLError
 
@@ -40,9 +39,9 @@ def classify(model, images, top_k, labels, threads, edgetpu):
     are steady-state. Exit code 2 if the model or any image cannot be used.
     """
     # Imported here so that `tl-device --help` does not load OpenCV and the runtime.
-    from tl.device.classifier import Classifier, top_k as best
+    from tl.device.classifier import Classifier
+    from tl.device.classifier import top_k as best
     from tl.device.image import load_image
-
     from tl.device.recognition import openset_for
 
     classifier = Classifier(model, labels, threads=threads, edgetpu=edgetpu)
