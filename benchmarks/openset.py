@@ -30,6 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import scene  # noqa: E402  (porch and paste, as `make demo` builds its scene)
+from timing import interleaved_rounds  # noqa: E402
 
 SHARED = HERE.parent.parent / "shared" / "data"
 UNKNOWN_PHOTOS = ("bird.png", "owl.jpg", "parrot.jpg", "grace_hopper.png")
@@ -155,18 +156,7 @@ def frame_cost(single, double, recognizer, frame, threads):
             "two outputs: frame -> scores + embedding + open-set + identity":
                 lambda: recognizer.judge(b.classify_frame(frame), b),
             "invoke, one output": a.interpreter.invoke, "invoke, two outputs": b.interpreter.invoke}
-    for job in jobs.values():
-        for _ in range(5):
-            job()
-    per_round = {k: [] for k in jobs}
-    for _ in range(ROUNDS):
-        for name, job in jobs.items():
-            t = []
-            for _ in range(PER_ROUND):
-                t0 = time.perf_counter()
-                job()
-                t.append((time.perf_counter() - t0) * 1000)
-            per_round[name].append(statistics.median(t))
+    per_round = interleaved_rounds(jobs, ROUNDS, PER_ROUND)
     return {k: statistics.median(v) for k, v in per_round.items()}
 
 
@@ -177,15 +167,7 @@ def interleaved_latency(paths, threads=1):
     models = {k: Classifier(p, threads=threads) for k, p in paths.items()}
     for m in models.values():
         m.warm_up()
-    per = {k: [] for k in models}
-    for _ in range(ROUNDS):
-        for k, m in models.items():
-            t = []
-            for _ in range(PER_ROUND):
-                t0 = time.perf_counter()
-                m.interpreter.invoke()
-                t.append((time.perf_counter() - t0) * 1000)
-            per[k].append(statistics.median(t))
+    per = interleaved_rounds({k: m.interpreter.invoke for k, m in models.items()}, ROUNDS, PER_ROUND, warmup=0)
     return {k: statistics.median(v) for k, v in per.items()}
 
 

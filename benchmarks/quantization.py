@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from timing import interleaved_rounds
+
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("float32", "float16", "dynamic", "int8")
 THREADS = (1, 2)
@@ -46,18 +48,8 @@ def time_variants(run_dir, spec, image, rounds):
         for t in THREADS:
             it = open_model(run_dir / f"model_{v}.tflite", threads=t)
             set_input(it, image)
-            for _ in range(5):  # warm-up: weight packing and first-touch allocation
-                it.invoke()
             interpreters[v, t] = it
-    per_round = {key: [] for key in interpreters}
-    for _ in range(rounds):
-        for key, it in interpreters.items():
-            times = []
-            for _ in range(INVOKES_PER_ROUND):
-                t0 = time.perf_counter()
-                it.invoke()
-                times.append((time.perf_counter() - t0) * 1000)
-            per_round[key].append(statistics.median(times))
+    per_round = interleaved_rounds({key: it.invoke for key, it in interpreters.items()}, rounds, INVOKES_PER_ROUND)
     return {key: {"median_ms": statistics.median(m), "min_ms": min(m), "max_ms": max(m)} for key, m in per_round.items()}
 
 

@@ -11,7 +11,7 @@ SCRIPTS = ["training.py", "quantization.py", "device_replay.py"]
 
 def main():
     failed = []
-    for name in SCRIPTS + sorted(p.name for p in HERE.glob("*.py") if p.name not in SCRIPTS + ["run_all.py", "scene.py"]):
+    for name in SCRIPTS + sorted(p.name for p in HERE.glob("*.py") if p.name not in SCRIPTS + ["run_all.py", "scene.py", "timing.py"]):
         print(f"\n=== benchmarks/{name} ===", flush=True)
         if subprocess.run([sys.executable, str(HERE / name)]).returncode != 0:
             failed.append(name)
