@@ -50,6 +50,7 @@ demo: venv seed-weights
 	@echo "  bench.md, bench.png, bench.json                                   (tl-bench)"
 
 test: venv seed-weights
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv seed-weights

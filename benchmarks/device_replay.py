@@ -1,7 +1,7 @@
 """tl-device end to end on a replay: frames/s, resident memory, time to first decision, door latency.
 
 Writes N 640x480 JPEG porch frames (a dog photo pasted in for a stretch, when the Coral test photos
-are there), then runs `tl.device.daemon.run_door` on them in a fresh process, --no-realtime,
+are there), then runs `tl.device.door.loop.run_door` on them in a fresh process, --no-realtime,
 exactly as `tl-device run --source FOLDER` would: read + decode + preprocess + invoke + policy +
 events. Prints one JSON object (and writes it with --out).
 
@@ -44,9 +44,9 @@ def write_frames(folder, count, dog_from, dog_count, seed=0):
 
 def child(spec):
     """Runs the daemon in this (fresh) process and prints its numbers as JSON."""
-    from tl.device import config
-    from tl.device.daemon import run_door
-    from tl.device.events import read_events
+    from tl.device.door import config
+    from tl.device.door.events import read_events
+    from tl.device.door.loop import run_door
 
     cfg = config.load_config(None, spec["options"])
     stats = run_door(cfg)
@@ -65,8 +65,8 @@ def child(spec):
 
 def breakdown(model, labels, folder, threads, limit=100):
     """Mean milliseconds per stage over the first `limit` frames (in this process)."""
-    from tl.device.classifier import Classifier
-    from tl.device.contract import prepare_frame
+    from tl.device.model.classifier import Classifier
+    from tl.device.model.contract import prepare_frame
 
     clf = Classifier(model, labels, threads=threads)
     clf.warm_up()
@@ -100,7 +100,7 @@ def main():
     labels = args.labels or (DEFAULT_LABELS if args.model == DEFAULT_MODEL else None)
     allow = args.allow
     if allow is None:
-        from tl.device.modelinfo import read_labels
+        from tl.device.model.metadata import read_labels
 
         allow = read_labels(DEFAULT_LABELS)[152:270]  # ImageNet's dog breeds
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,8 +120,8 @@ def main():
         opened = result.pop("door_open_ts")
         result["door_open_after_first_dog_s"] = None if opened is None else round(opened - dog_from / FPS, 3)
         result["stage_ms"] = breakdown(args.model, labels, tmp / "frames", args.threads)
-    from tl.device.runtime import runtime_version
-    from tl.device.sysinfo import machine_info
+    from tl.device.data.sysinfo import machine_info
+    from tl.device.model.runtime import runtime_version
 
     result = {"model": args.model.name, "threads": args.threads, "runtime": runtime_version(),
               "machine": machine_info(), **result}

@@ -1,6 +1,6 @@
 """Motion gating: how many invokes an empty porch saves, and whether the dog is still let in as fast.
 
-Replays through `tl.device.daemon.run_door` (Coral's int8 MobileNetV2 from ../shared/data; dog
+Replays through `tl.device.door.loop.run_door` (Coral's int8 MobileNetV2 from ../shared/data; dog
 breeds open, cats are denied), each scene once with `motion = false` and once with `motion = true`:
 
 - an empty porch for 60 s at 10 fps: fresh sensor noise in every frame and the light drifting by
@@ -20,7 +20,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from soak import CORAL_LABELS, CORAL_MODEL, PHOTOS
 
 FPS = 10.0
@@ -61,9 +60,9 @@ def write_scene(folder, empty_seconds, dog_seconds=3.0, seed=0, drift=0.15):
 
 def run(folder, motion, events):
     """Runs the daemon on a scene; returns (RunStats, events, loop CPU seconds)."""
-    from tl.device import config
-    from tl.device.daemon import run_door
-    from tl.device.events import read_events
+    from tl.device.door import config
+    from tl.device.door.events import read_events
+    from tl.device.door.loop import run_door
 
     labels = CORAL_LABELS.read_text().splitlines()
     cfg = config.load_config(None, {

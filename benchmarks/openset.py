@@ -69,7 +69,7 @@ def unknown_frames(coral, seed=0):
 
 def judge_frames(classifier, frames):
     """{name: (label, top score, distance to the predicted class)} through the device's classifier."""
-    from tl.device.openset import class_distances
+    from tl.device.recognition.openset import class_distances
 
     stats = classifier_stats(classifier)
     out = {}
@@ -82,15 +82,15 @@ def judge_frames(classifier, frames):
 
 
 def classifier_stats(classifier):
-    from tl.device.openset import stats_from_model
+    from tl.device.recognition.openset import stats_from_model
 
     return stats_from_model(classifier.info)
 
 
 def val_judgements(classifier, val_dir):
     """(truth, predicted, top score, distance) arrays for pets/val through the device's classifier."""
-    from tl.device.dataset import scan_folder
-    from tl.device.image import load_image
+    from tl.device.data.dataset import scan_folder
+    from tl.device.model.image import load_image
 
     rows = []
     for s in scan_folder(val_dir).samples:
@@ -101,7 +101,7 @@ def val_judgements(classifier, val_dir):
 
 def sweep(classifier, val, unknowns, allow="dog", threshold=0.8):
     """Per quantile: val accuracy with rejection, and the unknown frames that would still count as `allow`."""
-    from tl.device.openset import QUANTILES, OpenSet
+    from tl.device.recognition.openset import QUANTILES, OpenSet
 
     truth, pred, top, dist = val
     stats = classifier_stats(classifier)
@@ -129,9 +129,9 @@ def sweep(classifier, val, unknowns, allow="dog", threshold=0.8):
 
 def door_replay(model, frames, folder, openset):
     """Each unknown frame for 2 s at 10 fps, one after another: the door's events with open-set on or off."""
-    from tl.device import config
-    from tl.device.daemon import run_door
-    from tl.device.events import read_events
+    from tl.device.door import config
+    from tl.device.door.events import read_events
+    from tl.device.door.loop import run_door
 
     folder.mkdir(parents=True, exist_ok=True)
     if not any(folder.iterdir()):
@@ -149,7 +149,7 @@ def door_replay(model, frames, folder, openset):
 
 def frame_cost(single, double, recognizer, frame, threads):
     """Median ms per frame (prepare + invoke + read) and per invoke, one output vs two + open-set + identity."""
-    from tl.device.classifier import Classifier
+    from tl.device.model.classifier import Classifier
 
     a, b = Classifier(single, threads=threads), Classifier(double, threads=threads)
     jobs = {"one output: frame -> scores": lambda: a.classify_frame(frame),
@@ -162,7 +162,7 @@ def frame_cost(single, double, recognizer, frame, threads):
 
 def interleaved_latency(paths, threads=1):
     """Median ms/invoke of each model, interleaved rounds (as benchmarks/quantization.py times them)."""
-    from tl.device.classifier import Classifier
+    from tl.device.model.classifier import Classifier
 
     models = {k: Classifier(p, threads=threads) for k, p in paths.items()}
     for m in models.values():
@@ -187,10 +187,10 @@ def views(rgb, n, rng):
 
 def pseudo_identity(embedder_path, dogs, folder):
     """Enrols 10 views of one val dog photo; scores 10 other views of it against the other val dogs."""
-    from tl.device.embedder import Embedder
-    from tl.device.enroll import enroll
-    from tl.device.gallery import load_gallery
-    from tl.device.image import load_image
+    from tl.device.model.image import load_image
+    from tl.device.recognition.embedder import Embedder
+    from tl.device.recognition.enroll import enroll
+    from tl.device.recognition.gallery import load_gallery
 
     rng = np.random.default_rng(0)
     embedder = Embedder(embedder_path)
@@ -235,7 +235,7 @@ def main():
         results = measure(a, tmp, one, two)
         results.update(convert_s={"one_output": t_one, "two_outputs_and_embedder": t_two})
     results["date"] = datetime.date.today().isoformat()
-    from tl.device.sysinfo import machine_line
+    from tl.device.data.sysinfo import machine_line
 
     results["machine"] = machine_line()
     (HERE / "openset.json").write_text(json.dumps(results, indent=2, default=str))
@@ -244,9 +244,9 @@ def main():
 
 
 def measure(a, tmp, one, two):
-    from tl.device import config
-    from tl.device.classifier import Classifier
-    from tl.device.recognition import make_recognizer
+    from tl.device.door import config
+    from tl.device.model.classifier import Classifier
+    from tl.device.recognition.recognizer import make_recognizer
 
     model = tmp / "two" / "model_int8.tflite"
     classifier = Classifier(model)

@@ -41,7 +41,7 @@ def time_variants(run_dir, spec, image, rounds):
       {(variant, threads): {"median_ms", "min_ms", "max_ms"}} over the per-round medians.
     """
     from tl.convert.check import open_model
-    from tl.device.contract import set_input
+    from tl.device.model.contract import set_input
 
     interpreters = {}
     for v in VARIANTS:
@@ -54,9 +54,9 @@ def time_variants(run_dir, spec, image, rounds):
 
 
 def first_val_image(report, spec):
-    from tl.device.contract import prepare_image
-    from tl.device.dataset import scan_folder
-    from tl.device.image import load_image
+    from tl.device.data.dataset import scan_folder
+    from tl.device.model.contract import prepare_image
+    from tl.device.model.image import load_image
 
     folder = Path(report["eval"]["from"])
     sample = scan_folder(folder).samples[0]
@@ -106,8 +106,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     a = ap.parse_args()
 
-    from tl.device.contract import InputSpec
-    from tl.device.sysinfo import machine_line
+    from tl.device.data.sysinfo import machine_line
+    from tl.device.model.contract import InputSpec
 
     with tempfile.TemporaryDirectory() as tmp:
         run = a.run

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tl.device.dataset import scan_folder
-from tl.device.image import load_image
+from tl.device.data.dataset import scan_folder
+from tl.device.model.image import load_image
 
 W, H = 640, 480
 # (class role, seconds) in order; None is an empty porch.

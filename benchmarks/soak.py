@@ -155,7 +155,7 @@ def run_soak(args, work):
     subscriber, received = count_mqtt_events(mqtt_port) if mqtt_port else (None, None)
     port = free_port()
     cfg = write_config(work / "door.toml", args, work / "frames", work, port, mqtt_port)
-    cmd = [sys.executable, "-m", "tl.device.cli", "-q", "run", "--config", str(cfg)]
+    cmd = [sys.executable, "-m", "tl.device.cli.tl_device", "-q", "run", "--config", str(cfg)]
     samples = []
     started = time.monotonic()
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -215,7 +215,7 @@ def summarise(args, samples, events_path, cycles, seconds, received):
 
 def markdown(results):
     """The soak results as Markdown: how they were measured, then one row per run."""
-    from tl.device.sysinfo import machine_info
+    from tl.device.data.sysinfo import machine_info
 
     m = machine_info()
     rows = [

@@ -93,7 +93,7 @@ def main():
     if a.child:
         return child(a.child[0], a.rest, a.child[1])
 
-    from tl.device.sysinfo import machine_line
+    from tl.device.data.sysinfo import machine_line
 
     train, val = Path(a.data) / "train", Path(a.data) / "val"
     rows = {}

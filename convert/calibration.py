@@ -1,6 +1,6 @@
 """The representative dataset for int8 calibration: a seeded, class-stratified draw of images.
 
-Images are decoded and resized by the runtime contract (`tl.device.image`, `tl.device.contract`),
+Images are decoded and resized by the runtime contract (`tl.device.model.image`, `tl.device.model.contract`),
 the same path the device uses, so the calibrated ranges are those of the device's real inputs.
 """
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tl.device.contract import prepare_image
-from tl.device.dataset import Skipped, scan_folder
+from tl.device.data.dataset import Skipped, scan_folder
 from tl.device.errors import DataError
-from tl.device.image import load_image
+from tl.device.model.contract import prepare_image
+from tl.device.model.image import load_image
 
 log = logging.getLogger(__name__)
 

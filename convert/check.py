@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tl.train.quiet import quiet_native_stderr
-from tl.device.contract import get_scores, prepare_image, set_input
-from tl.device.dataset import Skipped
+from tl.device.data.dataset import Skipped
+from tl.device.data.metrics import classification_report
 from tl.device.errors import DataError, ModelError
-from tl.device.image import load_image
-from tl.device.metrics import classification_report
-from tl.device.modelinfo import read_model_info
-from tl.device.runtime import make_interpreter
+from tl.device.model.contract import get_scores, prepare_image, set_input
+from tl.device.model.image import load_image
+from tl.device.model.metadata import read_model_info
+from tl.device.model.runtime import make_interpreter
+from tl.train.quiet import quiet_native_stderr
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ import click
 # TensorFlow reads this when it is first imported (lazily, after parsing): keep its C++ chatter out.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tl.convert import calibration, pipeline  # noqa: E402
-from tl.convert.report import format_table  # noqa: E402
-from tl.convert.source import open_source  # noqa: E402
-from tl.convert.variants import DEFAULT_IO, IO_TYPES, VARIANTS, file_name  # noqa: E402
-from tl.device.errors import ConfigError, TLError  # noqa: E402
+from tl.convert import calibration, pipeline
+from tl.convert.report import format_table
+from tl.convert.source import open_source
+from tl.convert.variants import DEFAULT_IO, IO_TYPES, VARIANTS, file_name
+from tl.device.errors import ConfigError, TLError
 
 log = logging.getLogger("tl.convert")
 
@@ -117,7 +117,7 @@ class _EchoHandler(logging.Handler):
         try:
             prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
             click.echo(prefix + self.format(record), err=True)
-        except Exception:  # noqa: BLE001 - logging must never take the command down
+        except Exception:
             self.handleError(record)
 
 

@@ -2,7 +2,6 @@
 
 import collections
 import dataclasses
-import logging
 import shutil
 import subprocess
 import tempfile
@@ -11,11 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from tl.convert.check import open_model
-from tl.device.atomic import write_bytes
+from tl.device.data.atomic import write_bytes
 from tl.device.errors import TLError
-from tl.device.modelinfo import embed_model_info, read_model_info, strip_model_info
-
-log = logging.getLogger(__name__)
+from tl.device.model.metadata import embed_model_info, read_model_info, strip_model_info
 
 COMPILER = "edgetpu_compiler"
 COMPILE_TIMEOUT_S = 600
@@ -59,7 +56,7 @@ def list_ops(path):
     interpreter = open_model(path)
     tensors = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
     ops = []
-    for d in interpreter._get_ops_details():  # noqa: SLF001 - the only API that lists ops
+    for d in interpreter._get_ops_details():
         if d["op_name"] == "DELEGATE":  # XNNPACK's node, not an op of the model
             continue
         idx = [int(i) for i in list(d["inputs"]) + list(d["outputs"]) if i >= 0]

@@ -9,15 +9,12 @@ backbone twice per frame.
 
 import hashlib
 import json
-import logging
 
 import numpy as np
 
 from tl.convert.reference import PREDICT_BATCH, export_saved_model
 from tl.device.errors import ModelError
 from tl.train.quiet import import_tensorflow
-
-log = logging.getLogger(__name__)
 
 POOL_LAYER = "pool"  # tl-train's GlobalAveragePooling2D between the backbone and the head
 SCORES, EMBEDDING = "scores", "embedding"

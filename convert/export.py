@@ -2,11 +2,11 @@
 
 import logging
 
-from tl.train.quiet import import_tensorflow, quiet_native_stderr
 from tl.device import __version__
-from tl.device.atomic import write_bytes
+from tl.device.data.atomic import write_bytes
 from tl.device.errors import TLError
-from tl.device.modelinfo import ModelInfo, embed_model_info
+from tl.device.model.metadata import ModelInfo, embed_model_info
+from tl.train.quiet import import_tensorflow, quiet_native_stderr
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ import statistics
 import numpy as np
 
 from tl.convert.embedding import EMBEDDING, SCORES, name_outputs
-from tl.device.classifier import Classifier
-from tl.device.contract import set_input
-from tl.device.modelinfo import ModelInfo
-from tl.device.openset import STATS_NAME, OpenSetStats, class_distances
-from tl.device.outputs import find_outputs, read_embedding
-from tl.device.recognition import openset_for
-from tl.device.runtime import runtime_module
+from tl.device.model.classifier import Classifier
+from tl.device.model.contract import set_input
+from tl.device.model.metadata import ModelInfo
+from tl.device.model.outputs import find_outputs, read_embedding
+from tl.device.model.runtime import runtime_module
+from tl.device.recognition.openset import STATS_NAME, OpenSetStats, class_distances
+from tl.device.recognition.recognizer import openset_for
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def check_openset(path, evalset, labels):
 
 def check_embedder(path, evalset, graph_ref):
     """How close one converted embedder's embeddings are to the Keras model's (cosine) on the evaluation images."""
-    from tl.device.embedder import Embedder
+    from tl.device.recognition.embedder import Embedder
 
     embedder = Embedder(path)
     if not len(evalset):

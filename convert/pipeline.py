@@ -16,15 +16,15 @@ from tl.convert import calibration as calib
 from tl.convert import check, edgetpu, export, report
 from tl.convert import openset as oset
 from tl.convert.embedding import build_graphs
-from tl.train.quiet import import_tensorflow
 from tl.convert.reference import Reference
 from tl.convert.source import eval_samples, resolve_spec
 from tl.convert.variants import DEFAULT_IO, Quantization, file_name
-from tl.device.atomic import check_writable, write_text
+from tl.device.data.atomic import check_writable, write_text
+from tl.device.data.sysinfo import machine_info
 from tl.device.errors import DataError
-from tl.device.modelinfo import LABELS_NAME
-from tl.device.runtime import runtime_version
-from tl.device.sysinfo import machine_info
+from tl.device.model.metadata import LABELS_NAME
+from tl.device.model.runtime import runtime_version
+from tl.train.quiet import import_tensorflow
 
 log = logging.getLogger(__name__)
 

@@ -4,15 +4,12 @@ Every variant is converted from it and checked against its predictions. TensorFl
 here, lazily, so `tl-convert --help` stays fast.
 """
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
-from tl.train.quiet import import_tensorflow, quiet_native_stderr
 from tl.device.errors import ModelError
-
-log = logging.getLogger(__name__)
+from tl.train.quiet import import_tensorflow, quiet_native_stderr
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 SAVED_MODEL_PB = "saved_model.pb"

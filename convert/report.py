@@ -4,7 +4,7 @@ import json
 import logging
 from pathlib import Path
 
-from tl.device.atomic import write_json
+from tl.device.data.atomic import write_json
 
 log = logging.getLogger(__name__)
 

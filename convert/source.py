@@ -5,10 +5,10 @@ import logging
 from pathlib import Path
 
 from tl.convert.reference import KERAS_SUFFIXES, is_saved_model
-from tl.device.contract import InputSpec
-from tl.device.dataset import scan_folder
+from tl.device.data.dataset import scan_folder
 from tl.device.errors import ConfigError, DataError, ModelError
-from tl.device.modelinfo import read_labels
+from tl.device.model.contract import InputSpec
+from tl.device.model.metadata import read_labels
 from tl.train.artifacts import LABELS, MODEL, read_run
 
 log = logging.getLogger(__name__)

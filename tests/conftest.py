@@ -69,3 +69,36 @@ def slice_folder(src, dst, per_class):
         for f in sorted(cls.iterdir())[:per_class]:
             shutil.copy(f, Path(dst) / cls.name / f.name)
     return Path(dst)
+
+
+# Session fixtures shared by the device, MQTT and open-set tests; their builders live in tests/support/.
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """{name: path} of the tiny porch models (see `tests.support.scenes.build_models`)."""
+    from tests.support.scenes import build_models
+
+    return build_models(tmp_path_factory.getbasetemp() / "device_models")
+
+
+@pytest.fixture(scope="session")
+def openset_run(tmp_path_factory):
+    """{name: path} of the tiny converted run with its embedder (see `tests.support.openset.build_run`)."""
+    from tests.support.openset import build_run
+
+    return build_run(tmp_path_factory.getbasetemp() / "openset_run")
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A running mosquitto on a free 127.0.0.1 port, stopped after the test (skips where there is none)."""
+    from tests.support.mqtt import HAVE_PAHO, MOSQUITTO, Broker
+
+    if MOSQUITTO is None or not HAVE_PAHO:
+        pytest.skip("needs mosquitto (apt-get install mosquitto; .ci/run does) and paho-mqtt (the [dev] extra)")
+    b = Broker(tmp_path / "broker").start()
+    try:
+        yield b
+    finally:
+        b.stop()

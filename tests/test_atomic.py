@@ -2,7 +2,7 @@
 
 import pytest
 
-from tl.device import atomic
+from tl.device.data import atomic
 from tl.device.errors import OutputError
 
 

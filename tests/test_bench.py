@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import COLOURS, write_colour_folder
-from tl.device import bench
-from tl.device.bench_results import Latency, Row, add_accuracy, add_comparisons
-from tl.device.contract import InputSpec, prepare_image
-from tl.device.image import load_image
-from tl.device.modelinfo import ModelInfo, embed_model_info
+from tl.device.bench.results import Latency, Row, add_accuracy, add_comparisons
+from tl.device.cli import tl_bench as bench
+from tl.device.model.contract import InputSpec, prepare_image
+from tl.device.model.image import load_image
+from tl.device.model.metadata import ModelInfo, embed_model_info
 
 SIZE = 16
 LABELS = sorted(COLOURS)  # blue, green, red: the colour_data folders
@@ -229,7 +229,7 @@ def test_missing_matplotlib_is_refused_before_the_run_with_the_fix(models, tmp_p
 
 
 def test_bench_modules_import_neither_tensorflow_nor_matplotlib():
-    code = ("import sys, tl.device.bench, tl.device.bench_worker\n"
+    code = ("import sys, tl.device.cli.tl_bench, tl.device.bench.worker\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'matplotlib')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -6,18 +6,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import write_colour_folder
 from tl.convert import calibration, check, pipeline
 from tl.convert.report import CONVERT_JSON, format_table, write_report
 from tl.convert.source import open_source
 from tl.convert.variants import VARIANTS, Quantization, file_name
-from tl.device.contract import InputSpec, prepare_image
-from tl.device.dataset import scan_folder
+from tl.device.data.dataset import scan_folder
 from tl.device.errors import ConfigError, DataError
-from tl.device.image import load_image
-from tl.device.modelinfo import read_model_info
-from tl.device.runtime import make_interpreter
-
-from tests.conftest import write_colour_folder
+from tl.device.model.contract import InputSpec, prepare_image
+from tl.device.model.image import load_image
+from tl.device.model.metadata import read_model_info
+from tl.device.model.runtime import make_interpreter
 
 SIZE = 32
 

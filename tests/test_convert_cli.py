@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tl.convert import check, cli, edgetpu
-from tl.device.modelinfo import read_model_info, strip_model_info
-
 from tests.test_convert import make_tiny_run
+from tl.convert import check, cli, edgetpu
+from tl.device.model.metadata import read_model_info, strip_model_info
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +205,7 @@ def test_corrupt_or_truncated_tflite_is_refused_with_its_path(run_copy):
 
 def test_interrupted_conversion_leaves_no_file_under_a_final_name(run_copy, monkeypatch):
     from tl.convert import export
-    from tl.device.atomic import atomic_path, write_bytes
+    from tl.device.data.atomic import atomic_path, write_bytes
 
     def cut_short(path, data):
         if "float16" not in path.name:

@@ -4,11 +4,11 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from tl.convert import cli as convert_cli
-from tl.device.modelinfo import read_model_info
-from tl.train import cli as train_cli
 
 from tests.conftest import slice_folder
+from tl.convert import cli as convert_cli
+from tl.device.model.metadata import read_model_info
+from tl.train import cli as train_cli
 
 pytestmark = pytest.mark.integration
 

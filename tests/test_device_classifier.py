@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.test_device_support import SCENE_LABELS, make_scene, tiny_models  # noqa: F401  (session fixture)
-from tl.device import contract
-from tl.device.classifier import Classifier, top_k
-from tl.device.cli import main
+from tests.support.scenes import SCENE_LABELS, make_scene
+from tl.device.cli.tl_device import main
 from tl.device.errors import ModelError
+from tl.device.model import contract
+from tl.device.model.classifier import Classifier, top_k
 
 
 def test_labels_and_spec_come_from_the_file(tiny_models):
@@ -128,8 +128,8 @@ def test_classify_command_prints_top_classes_and_invoke_time(tiny_models, tmp_pa
 
 
 def test_info_that_contradicts_the_tensor_is_refused(tiny_models, tmp_path):
-    from tl.device.contract import InputSpec
-    from tl.device.modelinfo import ModelInfo, embed_model_info
+    from tl.device.model.contract import InputSpec
+    from tl.device.model.metadata import ModelInfo, embed_model_info
 
     wrong = tmp_path / "wrong_size.tflite"
     info = ModelInfo(labels=list(SCENE_LABELS), input=InputSpec(16, 16))

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tl.device import config
-from tl.device.cli import main
+from tl.device.cli.tl_device import main
+from tl.device.door import config
 from tl.device.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,4 +145,3 @@ def test_check_config_checks_classes_against_the_model(tmp_path, tiny_models):
     assert result.exit_code == 2 and "background, dog, raccoon" in result.output
 
 
-from tests.test_device_support import tiny_models  # noqa: E402,F401  (the shared session fixture)

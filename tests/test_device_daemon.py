@@ -11,20 +11,19 @@ import pytest
 from click.testing import CliRunner
 
 pytest.importorskip("gpiozero")
-from gpiozero.pins.mock import MockFactory  # noqa: E402
+from gpiozero.pins.mock import MockFactory
 
-from tests.test_device_support import (  # noqa: E402,F401  (tiny_models: the session fixture)
-    make_scene, timeline, tiny_models, write_frames, write_video)
-from tl.device import config  # noqa: E402
-from tl.device.cameras import Reconnecting  # noqa: E402
-from tl.device.classifier import Classifier  # noqa: E402
-from tl.device.cli import main  # noqa: E402
-from tl.device.daemon import DoorLoop, StopRequest, run_door  # noqa: E402
-from tl.device.door import make_door  # noqa: E402
-from tl.device.errors import ConfigError, ModelError  # noqa: E402
-from tl.device.events import EventLog, read_events  # noqa: E402
-from tl.device.fakes import FakeCamera, FakeClock  # noqa: E402
-from tl.device.policy import DoorPolicy, make_policy_config  # noqa: E402
+from tests.support.scenes import make_scene, timeline, write_frames, write_video
+from tl.device.cli.tl_device import main
+from tl.device.door import config
+from tl.device.door.events import EventLog, read_events
+from tl.device.door.loop import DoorLoop, StopRequest, run_door
+from tl.device.door.policy import DoorPolicy, make_policy_config
+from tl.device.errors import ConfigError, ModelError
+from tl.device.hw.cameras import Reconnecting
+from tl.device.hw.doors import make_door
+from tl.device.hw.fakes import FakeCamera, FakeClock
+from tl.device.model.classifier import Classifier
 
 # Empty porch -> dog -> empty -> raccoon -> dog again (locked out) -> empty, at 10 fps.
 PORCH = timeline(("background", 10), ("dog", 8), ("background", 25), ("raccoon", 3), ("dog", 6), ("background", 4))
@@ -116,7 +115,7 @@ def test_exception_in_the_loop_closes_the_door(tiny_models, tmp_path, monkeypatc
         return real(image, roi)
 
     monkeypatch.setattr(loop.classifier, "classify_frame", flaky)
-    from tl.device.sources import FolderSource
+    from tl.device.hw.sources import FolderSource
 
     with pytest.raises(RuntimeError, match="fell over"):
         loop.run(FolderSource(frames), StopRequest())
@@ -185,7 +184,7 @@ def test_status_line_is_logged(tiny_models, porch_frames, tmp_path, caplog):
 def test_sigterm_stops_the_daemon_with_the_door_closed(tiny_models, tmp_path):
     frames = write_frames(tmp_path / "dogs", ["dog"] * 60)  # 12 s at 5 fps, in real time
     events = tmp_path / "events.jsonl"
-    cmd = [sys.executable, "-m", "tl.device.cli", "run", "--model", str(tiny_models["tiny_int8"]),
+    cmd = [sys.executable, "-m", "tl.device.cli.tl_device", "run", "--model", str(tiny_models["tiny_int8"]),
            "--source", str(frames), "--fps", "5", "--realtime", "--allow", "dog", "--threshold", "0.7",
            "--door", "mock", "--events", str(events)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

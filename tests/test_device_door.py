@@ -7,11 +7,11 @@ import time
 import pytest
 
 pytest.importorskip("gpiozero")
-from gpiozero import Device  # noqa: E402
-from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from tl.device.door import Door, DoorError, RelayDoor, ServoDoor, make_door  # noqa: E402
-from tl.device.errors import ConfigError  # noqa: E402
+from tl.device.errors import ConfigError
+from tl.device.hw.doors import Door, DoorError, RelayDoor, ServoDoor, make_door
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_default_factory_comes_from_gpiozero(default_factory):
 
 
 def test_gpiozero_env_var_selects_mock_pins():
-    code = ("from tl.device.door import make_door\n"
+    code = ("from tl.device.hw.doors import make_door\n"
             "d = make_door('relay', pin=17); d.open_door(); print(type(d.device.pin_factory).__name__, d.pin.state); d.close()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"GPIOZERO_PIN_FACTORY": "mock", "PATH": "/usr/bin:/bin"})

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tl.device.events import EVENTS, FIELDS, EventLog, Snapshots, read_events
+from tl.device.door.events import EVENTS, FIELDS, EventLog, Snapshots, read_events
 
 
 def test_events_are_design_format_lines_flushed_per_event(tmp_path):
@@ -61,7 +61,7 @@ def test_snapshot_write_failure_is_logged_not_raised(tmp_path, monkeypatch, capl
     def disk_full(path, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("tl.device.events.write_bytes", disk_full)
+    monkeypatch.setattr("tl.device.door.events.write_bytes", disk_full)
     assert snaps.save(np.zeros((8, 8, 3), np.uint8), 1, "denied", "raccoon", 0.9) is None
     assert snaps.failures == 1
     assert "No space left" in caplog.text
@@ -70,7 +70,7 @@ def test_snapshot_write_failure_is_logged_not_raised(tmp_path, monkeypatch, capl
 def test_sd_notify_and_watchdog_talk_to_the_notify_socket(tmp_path, monkeypatch):
     import socket
 
-    from tl.device import service
+    from tl.device.door import service
 
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     assert service.notify("READY=1") is False  # not under systemd: a no-op

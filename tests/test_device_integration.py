@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import SHARED
-from tests.test_device_support import make_scene
-from tl.device.cli import main
-from tl.device.events import read_events
-from tl.device.modelinfo import read_labels
+from tests.support.scenes import make_scene
+from tl.device.cli.tl_device import main
+from tl.device.door.events import read_events
+from tl.device.model.metadata import read_labels
 
 CORAL = SHARED / "coral"
 MODEL = CORAL / "mobilenet_v2_1.0_224_quant.tflite"

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from tl.device.door.policy import CLOSED, LOCKED, OPEN, DoorPolicy, make_policy_config
 from tl.device.errors import ConfigError
-from tl.device.policy import CLOSED, LOCKED, OPEN, DoorPolicy, make_policy_config
 
 LABELS = ["background", "dog", "cat", "raccoon"]
 FPS = 10.0

@@ -4,12 +4,12 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.test_device_support import timeline, write_frames, write_video
-from tl.device.cameras import Backoff, CameraError, OpenCVCamera, Reconnecting
+from tests.support.scenes import timeline, write_frames, write_video
 from tl.device.errors import ConfigError, DataError
-from tl.device.fakes import FakeCamera, FakeClock
-from tl.device.frames import Frame, Gap, RateCap
-from tl.device.sources import FolderSource, VideoSource, classify_source, open_source, pace
+from tl.device.hw.cameras import Backoff, CameraError, OpenCVCamera, Reconnecting
+from tl.device.hw.fakes import FakeCamera, FakeClock
+from tl.device.hw.frames import Frame, Gap, RateCap
+from tl.device.hw.sources import FolderSource, VideoSource, classify_source, open_source, pace
 
 
 def test_folder_replays_in_name_order_at_fps(tmp_path):

@@ -5,16 +5,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tl.device import config
-from tl.device.cli import main
-from tl.device.daemon import run_door
-from tl.device.embedder import Embedder
-from tl.device.enroll import collect_photos, enroll, leave_one_out, suggest_threshold
+from tests.support.openset import VISITORS, closeup
+from tl.device.cli.tl_device import main
+from tl.device.door import config
+from tl.device.door.events import read_events
+from tl.device.door.loop import run_door
 from tl.device.errors import ConfigError, DataError, ModelError
-from tl.device.events import read_events
-from tl.device.gallery import Gallery, load_gallery, save_gallery
-
-from tests.test_openset_support import VISITORS, closeup, openset_run  # noqa: F401  (the session fixture)
+from tl.device.recognition.embedder import Embedder
+from tl.device.recognition.enroll import collect_photos, enroll, leave_one_out, suggest_threshold
+from tl.device.recognition.gallery import Gallery, load_gallery, save_gallery
 
 # Another dog: a darker coat. The classifier calls it a dog; it is not rex.
 MAX_BGR = (30, 110, 200)

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 
 pytest.importorskip("gpiozero")
-from gpiozero.pins.mock import MockFactory  # noqa: E402
+from gpiozero.pins.mock import MockFactory
 
-from tests.test_device_support import make_scene, timeline, tiny_models, write_frames  # noqa: E402,F401
-from tests.test_mqtt_support import HAVE_PAHO, MOSQUITTO, Broker, Subscriber, free_port  # noqa: E402
-from tl.device import config  # noqa: E402
-from tl.device.classifier import Classifier  # noqa: E402
-from tl.device.daemon import DoorLoop, StopRequest, run_door  # noqa: E402
-from tl.device.door import make_door  # noqa: E402
-from tl.device.events import EventLog, read_events  # noqa: E402
-from tl.device.frames import Frame, Source  # noqa: E402
-from tl.device.policy import DoorPolicy, make_policy_config  # noqa: E402
+from tests.support.mqtt import HAVE_PAHO, MOSQUITTO, Broker, Subscriber, free_port
+from tests.support.scenes import make_scene, timeline, write_frames
+from tl.device.door import config
+from tl.device.door.events import EventLog, read_events
+from tl.device.door.loop import DoorLoop, StopRequest, run_door
+from tl.device.door.policy import DoorPolicy, make_policy_config
+from tl.device.hw.doors import make_door
+from tl.device.hw.frames import Frame, Source
+from tl.device.model.classifier import Classifier
 
 
 class BrokenSource(Source):
@@ -133,7 +133,7 @@ class _Replay(Source):
 
 def start_daemon(model, frames, events, *extra):
     """Runs `tl-device run` on a real-time replay of `frames` in a child process."""
-    cmd = [sys.executable, "-m", "tl.device.cli", "run", "--model", str(model), "--source", str(frames), "--fps", "10",
+    cmd = [sys.executable, "-m", "tl.device.cli.tl_device", "run", "--model", str(model), "--source", str(frames), "--fps", "10",
            "--realtime", "--allow", "dog", "--threshold", "0.7", "--door", "mock", "--events", str(events), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

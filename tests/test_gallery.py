@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from tl.device import atomic, gallery as gal
+from tl.device.data import atomic
 from tl.device.errors import ConfigError, DataError, ModelError
-from tl.device.openset import normalise
+from tl.device.recognition import gallery as gal
+from tl.device.recognition.openset import normalise
 
 DIM = 8
 

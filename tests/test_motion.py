@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from tests.test_device_support import make_scene, timeline, tiny_models, write_frames  # noqa: F401
-from tl.device import config
+from tests.support.scenes import make_scene, timeline, write_frames
+from tl.device.door import config
+from tl.device.door.events import read_events
+from tl.device.door.motion import MotionGate, make_gate
 from tl.device.errors import ConfigError
-from tl.device.events import read_events
-from tl.device.motion import MotionGate, make_gate
 
 FPS = 10.0
 
@@ -118,7 +118,7 @@ def options(model, source, tmp_path, name, **extra):
 
 
 def test_gating_saves_nine_invokes_in_ten_on_an_empty_porch_and_opens_as_fast(tiny_models, tmp_path):
-    from tl.device.daemon import run_door
+    from tl.device.door.loop import run_door
 
     folder = tmp_path / "porch"
     kinds = timeline(("background", 200), ("dog", 8), ("background", 40))

@@ -11,13 +11,15 @@ from click.testing import CliRunner
 pytest.importorskip("paho.mqtt.client")
 pytest.importorskip("gpiozero")
 
-from tests.test_device_support import timeline, tiny_models, write_frames  # noqa: E402,F401
-from tests.test_mqtt_support import Broker, NEEDS_MOSQUITTO, Subscriber, broker, free_port  # noqa: E402,F401
-from tl.device import config, mqtt  # noqa: E402
-from tl.device.cli import main  # noqa: E402
-from tl.device.daemon import run_door  # noqa: E402
-from tl.device.errors import ConfigError  # noqa: E402
-from tl.device.events import read_events  # noqa: E402
+from tests.support.mqtt import NEEDS_MOSQUITTO, Broker, Subscriber, free_port
+from tests.support.scenes import timeline, write_frames
+from tl.device.cli.tl_device import main
+from tl.device.door import config
+from tl.device.door.events import read_events
+from tl.device.door.loop import run_door
+from tl.device.errors import ConfigError
+from tl.device.observe import mqtt
+from tl.device.observe.reporters import open_reporters
 
 PREFIX = "test/door"
 VISITS = timeline(("background", 6), ("dog", 6), ("background", 25), ("raccoon", 3), ("background", 4))
@@ -73,7 +75,7 @@ def test_missing_paho_is_a_config_error_that_says_what_to_install(monkeypatch):
 def test_a_subscriber_sees_every_event_the_state_and_discovery(tiny_models, visits, tmp_path, broker):
     sub = Subscriber(broker.port, topics=(f"{PREFIX}/#", "homeassistant/#"))
     try:
-        run_door(door_config(tiny_models["tiny_int8"], visits, tmp_path, broker.port))
+        run_door(door_config(tiny_models["tiny_int8"], visits, tmp_path, broker.port), observers=open_reporters)
         sub.wait_for(lambda m: (f"{PREFIX}/availability", "offline", False) in m)
     finally:
         sub.close()
@@ -130,8 +132,8 @@ def test_the_door_works_without_a_broker_and_the_queue_is_bounded(tiny_models, v
     port = free_port()  # nobody listens there
     plain = tmp_path / "plain"
     plain.mkdir()
-    run_door(door_config(tiny_models["tiny_int8"], visits, plain, port, mqtt=None))
-    stats = run_door(door_config(tiny_models["tiny_int8"], visits, tmp_path, port))
+    run_door(door_config(tiny_models["tiny_int8"], visits, plain, port, mqtt=None), observers=open_reporters)
+    stats = run_door(door_config(tiny_models["tiny_int8"], visits, tmp_path, port), observers=open_reporters)
     strip = lambda events: [{k: v for k, v in e.items() if k != "reason"} for e in events]  # noqa: E731
     assert strip(read_events(tmp_path / "events.jsonl")) == strip(read_events(plain / "events.jsonl"))
     assert stats.frames == len(VISITS)
@@ -150,11 +152,11 @@ def test_a_broker_that_refuses_the_password_is_logged_and_the_door_runs_on(tiny_
     try:
         base = vars(door_config(tiny_models["tiny_int8"], visits, tmp_path, b.port))
         good = config.build_config(base, {"mqtt_username": "door", "mqtt_password": "right"})
-        run_door(good)
+        run_door(good, observers=open_reporters)
         assert "MQTT: connected" in caplog.text
         caplog.clear()
         bad = config.build_config(vars(good), {"mqtt_password": "wrong"})
-        stats = run_door(bad)
+        stats = run_door(bad, observers=open_reporters)
         assert "refused the connection" in caplog.text and stats.frames == len(VISITS)
     finally:
         b.stop()

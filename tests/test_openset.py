@@ -3,11 +3,18 @@
 import numpy as np
 import pytest
 
+from tl.device.door.policy import DoorPolicy, make_policy_config
 from tl.device.errors import ConfigError, ModelError
-from tl.device.openset import (DEFAULT_QUANTILE, QUANTILES, SOFTMAX, OpenSet, OpenSetStats, class_distances,
-                               normalise)
-from tl.device.policy import DoorPolicy, make_policy_config
-from tl.device.recognition import Verdict
+from tl.device.recognition.openset import (
+    DEFAULT_QUANTILE,
+    QUANTILES,
+    SOFTMAX,
+    OpenSet,
+    OpenSetStats,
+    class_distances,
+    normalise,
+)
+from tl.device.recognition.recognizer import Verdict
 from tl.train import openset as train_openset
 
 DIM = 32

@@ -7,17 +7,16 @@ import cv2
 import numpy as np
 import pytest
 
-from tl.device import config
-from tl.device.classifier import Classifier
-from tl.device.daemon import run_door
-from tl.device.embedder import Embedder
+from tests.support.openset import closeup
+from tl.device.door import config
+from tl.device.door.events import read_events
+from tl.device.door.loop import run_door
 from tl.device.errors import ModelError
-from tl.device.events import read_events
-from tl.device.modelinfo import embed_model_info, read_model_info, strip_model_info
-from tl.device.openset import STATS_NAME
-from tl.device.recognition import openset_for
-
-from tests.test_openset_support import closeup, openset_run  # noqa: F401  (the session fixture)
+from tl.device.model.classifier import Classifier
+from tl.device.model.metadata import embed_model_info, read_model_info, strip_model_info
+from tl.device.recognition.embedder import Embedder
+from tl.device.recognition.openset import STATS_NAME
+from tl.device.recognition.recognizer import openset_for
 
 
 def orange_noise(rng):
@@ -152,7 +151,7 @@ def test_device_open_set_refuses_what_the_model_cannot_do(openset_run, tiny_mode
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    from tests.test_device_support import build_models
+    from tests.support.scenes import build_models
 
     return build_models(tmp_path_factory.getbasetemp() / "device_models")
 
@@ -160,7 +159,7 @@ def tiny_models(tmp_path_factory):
 def test_classify_says_known_or_unknown(openset_run, tmp_path):
     from click.testing import CliRunner
 
-    from tl.device.cli import main
+    from tl.device.cli.tl_device import main
 
     rng = np.random.default_rng(6)
     cv2.imwrite(str(tmp_path / "dog.png"), closeup("dog", rng))
@@ -178,8 +177,8 @@ def test_tl_train_writes_the_statistics_and_their_hash(colour_data, tmp_path):
 
     from click.testing import CliRunner
 
-    from tl.train.cli import main as train_main
     from tests.test_train import RANDOM
+    from tl.train.cli import main as train_main
 
     train, val = colour_data
     out = tmp_path / "run"

@@ -16,7 +16,7 @@ def test_wheel_maps_folders_into_the_tl_namespace(tmp_path):
                    check=True, capture_output=True)
     (wheel,) = tmp_path.glob("tl_edge-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for must in ("tl/device/contract.py", "tl/train/cli.py", "tl/convert/__init__.py", "tl/device/deploy/door.toml"):
+    for must in ("tl/device/model/contract.py", "tl/device/cli/tl_device.py", "tl/train/cli.py", "tl/convert/__init__.py", "tl/device/deploy/door.toml"):
         assert must in names
     assert not [n for n in names if n.split("/")[0] in ("train", "device", "convert", "tests", "benchmarks")]
     entry = next(n for n in names if n.endswith("entry_points.txt"))

@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("gpiozero")
 
-from tests.test_device_support import make_scene, tiny_models  # noqa: E402,F401
+from tests.support.scenes import make_scene
 
 REPO = Path(__file__).resolve().parents[1]
 

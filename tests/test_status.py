@@ -14,20 +14,21 @@ import numpy as np
 import pytest
 
 pytest.importorskip("gpiozero")
-from gpiozero.pins.mock import MockFactory  # noqa: E402
+from gpiozero.pins.mock import MockFactory
 
-from tests.test_device_support import make_scene, timeline, tiny_models, write_frames  # noqa: E402,F401
-from tl.device import config  # noqa: E402
-from tl.device.cameras import Reconnecting  # noqa: E402
-from tl.device.classifier import Classifier  # noqa: E402
-from tl.device.daemon import DoorLoop, StopRequest, run_door  # noqa: E402
-from tl.device.door import make_door  # noqa: E402
-from tl.device.events import EventLog, read_events  # noqa: E402
-from tl.device.fakes import FakeCamera, FakeClock  # noqa: E402
-from tl.device.frames import Frame, Source  # noqa: E402
-from tl.device.policy import DoorPolicy, make_policy_config  # noqa: E402
-from tl.device.status import StatusServer, start_status_server  # noqa: E402
-from tl.device.telemetry import LoopView  # noqa: E402
+from tests.support.scenes import make_scene, timeline, write_frames
+from tl.device.door import config
+from tl.device.door.events import EventLog, read_events
+from tl.device.door.loop import DoorLoop, StopRequest, run_door
+from tl.device.door.policy import DoorPolicy, make_policy_config
+from tl.device.hw.cameras import Reconnecting
+from tl.device.hw.doors import make_door
+from tl.device.hw.fakes import FakeCamera, FakeClock
+from tl.device.hw.frames import Frame, Source
+from tl.device.model.classifier import Classifier
+from tl.device.observe.reporters import open_reporters
+from tl.device.observe.status import StatusServer, start_status_server
+from tl.device.observe.telemetry import LoopView
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -188,7 +189,7 @@ def test_binding_beyond_loopback_is_warned_about_and_a_taken_port_does_not_stop_
         cfg = config.load_config(None, {"model": str(tiny_models["tiny_int8"]), "source": str(frames),
                                         "allow": ("dog",), "threshold": 0.7, "http": f"127.0.0.1:{port}",
                                         "events": str(tmp_path / "events.jsonl")})
-        stats = run_door(cfg)
+        stats = run_door(cfg, observers=open_reporters)
     assert f"status page not started: cannot listen on 127.0.0.1:{port}" in caplog.text
     assert stats.frames == 8 and [e["event"] for e in read_events(tmp_path / "events.jsonl")][-1] == "stop"
     assert config.load_config(None, {"http": "8080"}).http == (None, 8080)

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tl.train.cli import main
-
 from tests.conftest import V2_WEIGHTS
+from tl.train.cli import main
 
 # Random weights make MobileNet features collapse to ~1e-11 (nothing to learn from), so runs that
 # must learn use the real ImageNet weights at 96 px (fast); RANDOM covers the weights=None path.
@@ -55,9 +54,9 @@ def test_run_dir_has_every_artifact(tiny_run, colour_data):
 def test_saved_model_takes_raw_pixels_and_matches_the_report(tiny_run, colour_data):
     import keras
 
-    from tl.device.contract import InputSpec, prepare_image
-    from tl.device.dataset import scan_folder
-    from tl.device.image import load_image
+    from tl.device.data.dataset import scan_folder
+    from tl.device.model.contract import InputSpec, prepare_image
+    from tl.device.model.image import load_image
 
     out, _, _ = tiny_run
     model = keras.models.load_model(out / "model.keras")

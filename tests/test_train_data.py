@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tl.device.contract import InputSpec, prepare_frame, prepare_image
-from tl.device.dataset import scan_folder
+from tl.device.data.dataset import scan_folder
 from tl.device.errors import ConfigError, DataError
-from tl.device.image import load_image
+from tl.device.model.contract import InputSpec, prepare_frame, prepare_image
+from tl.device.model.image import load_image
 from tl.train.embeddings import EmbeddingCache, embed_samples, parse_views, view_image
 from tl.train.split import stratified_split
 

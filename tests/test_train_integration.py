@@ -4,9 +4,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from tl.train.cli import main
 
 from tests.conftest import slice_folder
+from tl.train.cli import main
 
 pytestmark = pytest.mark.integration
 

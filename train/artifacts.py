@@ -4,10 +4,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-from tl.device.contract import InputSpec
-from tl.device.dataset import Sample, scan_folder
+from tl.device.data.dataset import Sample, scan_folder
 from tl.device.errors import ModelError
-from tl.device.modelinfo import read_labels
+from tl.device.model.contract import InputSpec
+from tl.device.model.metadata import read_labels
 
 MODEL = "model.keras"
 LABELS = "labels.txt"

@@ -2,12 +2,9 @@
 
 import dataclasses
 import hashlib
-import logging
 from pathlib import Path
 
 from tl.device.errors import ConfigError, DataError, ModelError
-
-log = logging.getLogger(__name__)
 
 BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 IMAGE_SIZES = (96, 128, 160, 192, 224)

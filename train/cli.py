@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from tl.device.contract import RESIZE_RULES
 from tl.device.errors import TLError
+from tl.device.model.contract import RESIZE_RULES
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 

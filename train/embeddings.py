@@ -3,20 +3,17 @@
 import concurrent.futures
 import dataclasses
 import hashlib
-import logging
 import os
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from tl.device import atomic
-from tl.device.contract import prepare_image
-from tl.device.dataset import Skipped
+from tl.device.data import atomic
+from tl.device.data.dataset import Skipped
 from tl.device.errors import ConfigError, ImageError
-from tl.device.image import decode_image
-
-log = logging.getLogger(__name__)
+from tl.device.model.contract import prepare_image
+from tl.device.model.image import decode_image
 
 VIEWS = ("orig", "flip", "crop")
 CROP_FRACTION = 0.8  # the "crop" view zooms in on the central 80 % (a mild scale augmentation)
@@ -126,7 +123,7 @@ def embed_samples(samples, views, extractor, spec, cache, batch_size=32, desc="e
     """Returns the embeddings of every sample and view, from the cache or computed now.
 
     Args:
-      samples: tl.device.dataset.Sample list.
+      samples: tl.device.data.dataset.Sample list.
       views: view names (see VIEWS).
       extractor: callable mapping a uint8 (N, H, W, 3) batch to (N, dim) float32 embeddings.
       spec: the InputSpec (size and resize rule) images are prepared with.

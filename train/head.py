@@ -1,11 +1,8 @@
 """The classification head: dropout → (hidden) → dense softmax, trained on cached embeddings."""
 
 import dataclasses
-import logging
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,8 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tl.device import atomic
-from tl.device.openset import DEFAULT_QUANTILE, QUANTILES, STATS_NAME, OpenSetStats, class_distances, normalise
+from tl.device.data import atomic
+from tl.device.recognition.openset import (
+    DEFAULT_QUANTILE,
+    QUANTILES,
+    STATS_NAME,
+    OpenSetStats,
+    class_distances,
+    normalise,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +153,7 @@ def from_run(cfg, data, model, spec, labels, val_scores):
 def _pooled(model, samples, spec):
     import keras
 
-    from tl.device.image import load_image
+    from tl.device.model.image import load_image
     from tl.train.embeddings import view_image
 
     pooled = keras.Model(model.input, model.get_layer("pool").output)

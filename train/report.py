@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tl.device import atomic
+from tl.device.data import atomic
 
 
 def _pyplot():

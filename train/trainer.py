@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tl.device import atomic
-from tl.device.contract import InputSpec
-from tl.device.dataset import scan_folder
+from tl.device.data import atomic
+from tl.device.data.dataset import scan_folder
+from tl.device.data.metrics import classification_report
 from tl.device.errors import DataError
-from tl.device.metrics import classification_report
+from tl.device.model.contract import InputSpec
 from tl.train import artifacts, openset, report
 from tl.train.backbones import BackboneSpec, build_backbone
 from tl.train.embeddings import EmbeddingCache, default_cache_dir, embed_samples, view_image
@@ -100,7 +100,7 @@ def build_classifier(features, head):
 
 
 def _decoded(samples, spec):
-    from tl.device.image import load_image
+    from tl.device.model.image import load_image
 
     return np.stack([view_image(load_image(s.path), "orig", spec) for s in samples])
 

@@ -1,11 +1,8 @@
 """ImageNet weights: Keras' own cache, seeded from a local folder when there is no internet."""
 
-import logging
 import os
 import shutil
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 # MobileNetV2 no-top weights do not depend on the input size, but Keras names the cached file by
 # size; one file serves every size Keras asks for.

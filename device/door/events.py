@@ -1,0 +1,199 @@
+"""The events file (JSON lines, flushed per event) and JPEG snapshots of the deciding frames."""
+
+import collections
+import errno
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+import cv2
+
+from tl.device.data.atomic import check_writable, write_bytes
+from tl.device.errors import OutputError
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("start", "door_open", "door_close", "denied", "error", "stop")
+# Every line carries these keys, in this order (null where they do not apply).
+FIELDS = ("ts", "frame", "event", "label", "score", "reason")
+
+
+class EventLog:
+    """Appends events to a JSONL file, one object per line, flushed per event; also logs them.
+
+    Each line goes out in one unbuffered write(2), so a crash (kill -9 included) never leaves a
+    buffered event behind. A line that cannot be written (disk full) is logged as an error and cut
+    off again, and the door goes on: the events file is evidence, not the door's safety.
+
+    Args:
+      path: the events file (appended to; its folder is created); None logs only.
+
+    Attributes:
+      counts: {event: how many were written}.
+      failures: events that could not be written to the file.
+      listeners: callables given each event (a dict) after it is written (MQTT, the status page);
+        one that raises is logged and skipped, never stops the door.
+    """
+
+    def __init__(self, path=None):
+        self.path = Path(path) if path else None
+        self.counts = collections.Counter()
+        self.failures = 0
+        self.listeners = []
+        self._fd = None
+        if self.path is not None:
+            check_writable(self.path.parent)
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            except OSError as e:
+                raise OutputError(f"events file {self.path}: cannot open it ({e.strerror}); choose another with --events") from e
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def write(self, event, ts, frame=None, label=None, score=None, reason=None, **extra):
+        """Writes one event; returns it as a dict.
+
+        Args:
+          event: one of EVENTS.
+          ts: the source timestamp in seconds.
+          frame: the source frame index, or None.
+          label, score: the class concerned and its score, or None.
+          reason: why, in words.
+          **extra: more keys, after the standard ones (the stop event's counters).
+        """
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; events are {', '.join(EVENTS)}")
+        record = {
+            "ts": round(float(ts), 3),
+            "frame": None if frame is None else int(frame),
+            "event": event,
+            "label": label,
+            "score": None if score is None else round(float(score), 4),
+            "reason": reason,
+            **extra,
+        }
+        line = json.dumps(record, ensure_ascii=False)
+        self._append(line)
+        self.counts[event] += 1
+        log.log(logging.WARNING if event == "error" else logging.INFO, "event %s", line)
+        for listener in list(self.listeners):
+            try:
+                listener(record)
+            except Exception:  # a broken reporter must not take the door down with it
+                log.exception("event listener %r failed on %s", listener, event)
+        return record
+
+    def _append(self, line):
+        if self._fd is None:
+            return
+        data = (line + "\n").encode("utf-8")
+        size = None
+        try:
+            size = os.fstat(self._fd).st_size
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes written")
+        except OSError as e:
+            self.failures += 1
+            self._cut(size)
+            log.error("events file %s: event not written (%s); %d lost so far, the door keeps working",
+                      self.path, e.strerror or e, self.failures)
+
+    def _cut(self, size):
+        # A partial line would make the rest of the file unreadable as JSON lines: cut it off.
+        if size is None:
+            return
+        try:
+            if os.fstat(self._fd).st_size > size:
+                os.ftruncate(self._fd, size)
+        except OSError as e:
+            log.debug("events file %s: cannot cut a partial line (%s)", self.path, e)
+
+    def close(self):
+        """Closes the file; safe twice."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def read_events(path):
+    """Reads an events file back into a list of dicts."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+# Snapshot names: <local time>-<frame>-<event>-<label>.jpg; sorting them sorts by time.
+_SNAPSHOT_NAME = re.compile(r"^\d{8}-\d{6}-\d{3}-\d+-[a-z_]+-.*\.jpg$")
+
+
+class Snapshots:
+    """JPEG snapshots of deciding frames in a folder, keeping only the newest `keep`.
+
+    Args:
+      folder: where to write them (created).
+      keep: how many snapshots to keep; older ones (by name, which is by time) are deleted.
+      quality: JPEG quality 1..100.
+    """
+
+    def __init__(self, folder, keep=200, quality=90):
+        self.folder = check_writable(folder)
+        self.keep = int(keep)
+        self.quality = int(quality)
+        self.failures = 0
+
+    def save(self, image, frame, event, label=None, score=None, roi=None):
+        """Writes one annotated snapshot atomically; returns its path (None if the write failed).
+
+        A failed write (disk full) is logged and counted, not raised: a snapshot is evidence,
+        the door must keep working without it.
+        """
+        name = f"{_stamp()}-{int(frame)}-{event}-{_safe(label)}.jpg"
+        path = self.folder / name
+        ok, data = cv2.imencode(".jpg", annotate(image, event, label, score, roi),
+                                [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        try:
+            if not ok:
+                raise OutputError(f"snapshot {path}: JPEG encoding failed")
+            write_bytes(path, data.tobytes())
+        except OSError as e:  # OutputError is an OSError too
+            self.failures += 1
+            log.error("snapshot %s not written: %s", path, e)
+            return None
+        self._prune()
+        return path
+
+    def _prune(self):
+        names = sorted(p.name for p in self.folder.iterdir() if _SNAPSHOT_NAME.match(p.name))
+        for name in names[: max(0, len(names) - self.keep)]:
+            try:
+                (self.folder / name).unlink()
+            except FileNotFoundError:
+                pass
+
+
+def annotate(image, event, label=None, score=None, roi=None):
+    """Returns a copy of a BGR frame with the region of interest and the decision drawn on it."""
+    out = image.copy()
+    colour = (0, 200, 0) if event == "door_open" else (0, 0, 230)
+    if roi is not None:
+        x, y, w, h = (int(v) for v in roi)
+        cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), colour, 2)
+    text = event if label is None else f"{event}: {label}" + ("" if score is None else f" {score:.2f}")
+    cv2.putText(out, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2, cv2.LINE_AA)
+    return out
+
+
+def _stamp():
+    now = time.time()
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
+
+
+def _safe(label):
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", label or "none").strip("_")[:40] or "none"

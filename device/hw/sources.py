@@ -1,0 +1,175 @@
+"""Frame sources: replays (a folder of frames, a video file), and `open_source`, which picks one.
+
+Every source (see `tl.device.hw.frames.Source`) yields `Frame(ts, index, image)` with `image` a BGR
+uint8 array; live cameras (`tl.device.hw.cameras`) also yield `Gap`s while the camera is away.
+"""
+
+import logging
+import re
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tl.device.errors import ConfigError, DataError
+from tl.device.hw import cameras
+from tl.device.hw.frames import Frame, RateCap, Source
+
+log = logging.getLogger(__name__)
+
+PICAMERA_NAMES = ("picamera", "picamera2")
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+class FolderSource(Source):
+    """A folder of frames replayed in name order, frame i at i / fps.
+
+    Files that do not decode are counted in `skipped` and passed over (their index and
+    timestamp stay reserved, so the others keep theirs).
+    """
+
+    def __init__(self, folder, fps=10.0):
+        self.folder = Path(folder)
+        self.fps = float(fps)
+        self.files = sorted(p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not self.files:
+            raise DataError(f"source folder {self.folder} holds no frames; put one image per frame in it")
+        self.skipped = 0
+
+    def __str__(self):
+        return f"folder {self.folder} ({len(self.files)} frames at {self.fps:g} fps)"
+
+    def frames(self):
+        """Yields a Frame per decodable file."""
+        for i, path in enumerate(self.files):
+            image = _decode_file(path)
+            if image is None:
+                self.skipped += 1
+                continue
+            yield Frame(i / self.fps, i, image)
+
+
+def _decode_file(path):
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        log.warning("frame %s: cannot read (%s); skipped", path, e.strerror)
+        return None
+    # IMREAD_COLOR, as tl.device.model.image decodes training photos, but kept in BGR like camera frames.
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        log.warning("frame %s: not a decodable image; skipped", path)
+    return image
+
+
+class VideoSource(Source):
+    """A video file replayed on its own timestamps: frame i at i / (the file's fps).
+
+    Args:
+      path: the video file.
+      fps: at most this many frames per second are yielded (the others are skipped without
+        decoding), so a 30 fps recording is judged as a 10 fps camera would see it; also the
+        frame rate assumed when the file does not state one. None: every frame.
+    """
+
+    def __init__(self, path, fps=None):
+        self.path = Path(path)
+        self._cap = cv2.VideoCapture(str(self.path))
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise DataError(f"video {self.path}: OpenCV cannot open it (not a video, or a codec it lacks); "
+                            "convert it with ffmpeg -i IN -c:v mjpeg OUT.avi, or extract frames into a folder")
+        native = self._cap.get(cv2.CAP_PROP_FPS)
+        self.native_fps = native if 0 < native < 1000 else float(fps or 10.0)
+        self.fps = fps
+        self.skipped = 0
+
+    def __str__(self):
+        return f"video {self.path} ({self.native_fps:g} fps)"
+
+    def frames(self):
+        """Yields a Frame per kept video frame; ends at the end of the file."""
+        # A file's timestamps are exact: only rounding needs tolerating.
+        cap = RateCap(self.fps, tolerance=1e-6)
+        i = -1
+        while self._cap is not None and self._cap.grab():
+            i += 1
+            ts = i / self.native_fps
+            if not cap.keep(ts):
+                continue
+            ok, image = self._cap.retrieve()
+            if not ok or image is None:
+                self.skipped += 1
+                continue
+            yield Frame(ts, i, image)
+
+    def close(self):
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+def pace(frames, clock=time.monotonic, sleep=time.sleep):
+    """Replays `frames` in real time: each is yielded at (start + its ts) on `clock`.
+
+    Args:
+      frames: an iterator of Frames.
+      clock: returns seconds.
+      sleep: waits a number of seconds; a true result (as `threading.Event.wait` returns once
+        the event is set) ends the replay.
+    """
+    start = None
+    for frame in frames:
+        if start is None:
+            start = clock() - frame.ts
+        delay = start + frame.ts - clock()
+        if delay > 0 and sleep(delay):
+            return
+        yield frame
+
+
+def classify_source(text):
+    """Tells what kind of source `text` names: 'picamera', 'camera', 'folder' or 'video'.
+
+    Raises:
+      ConfigError: when it names none of them.
+    """
+    text = str(text).strip()
+    if text.lower() in PICAMERA_NAMES:
+        return "picamera"
+    if text.isdigit() or _URL.match(text) or text.startswith("/dev/video"):
+        return "camera"
+    path = Path(text)
+    if path.is_dir():
+        return "folder"
+    if path.is_file():
+        return "video"
+    raise ConfigError(f"source {text!r} is neither a camera nor an existing file or folder; use picamera, "
+                      "a camera index (0), a video file, an rtsp:// URL or a folder of frames")
+
+
+def open_source(text, fps=10.0, capture_size=(640, 480), sleep=time.sleep, clock=time.time):
+    """Opens the source `text` names (see `classify_source`).
+
+    Live cameras are wrapped so that they reconnect with backoff (see `cameras.Reconnecting`);
+    a camera that cannot be opened at start is retried the same way.
+
+    Args:
+      text: picamera, a camera index, /dev/videoN, a URL, a video file or a folder of frames.
+      fps: the folder's frame rate; a cap for videos and cameras.
+      capture_size: (width, height) asked of live cameras.
+      sleep: how live sources wait between retries (a true result stops them).
+      clock: the clock live frames are stamped with.
+    """
+    kind = classify_source(text)
+    if kind == "folder":
+        return FolderSource(text, fps)
+    if kind == "video":
+        return VideoSource(text, fps)
+    if kind == "picamera":
+        camera = cameras.PiCamera(fps, capture_size)
+    else:
+        target = int(text) if str(text).strip().isdigit() else str(text).strip()
+        camera = cameras.OpenCVCamera(target, fps, capture_size)
+    return cameras.Reconnecting(camera, clock=clock, sleep=sleep)

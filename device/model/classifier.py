@@ -1,0 +1,145 @@
+"""A classification model loaded once: its labels, its input spec and its interpreter."""
+
+import collections
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tl.device.errors import ModelError
+from tl.device.model import contract
+from tl.device.model.metadata import read_model_info
+from tl.device.model.outputs import find_outputs, read_embedding, read_output
+from tl.device.model.runtime import make_interpreter
+
+log = logging.getLogger(__name__)
+
+Class = collections.namedtuple("Class", ["id", "label", "score"])
+Class.__doc__ = "One class of a classification result: output index, label and float score."
+
+_INPUT_DTYPES = (np.uint8, np.int8, np.float32)
+
+
+class Classifier:
+    """A .tflite classifier: labels and input spec read from the file, interpreter made once.
+
+    Attributes:
+      path: the model file.
+      info: the ModelInfo read from the file (labels, input spec, variant).
+      labels: class names in output order.
+      spec: the InputSpec frames are prepared with; derived from the input tensor when the file
+        carries none (Google's Coral models, for one).
+      interpreter: the allocated interpreter.
+      outputs: the Outputs (scores and, for tl-convert models with open-set statistics, the embedding).
+      invoke_ms: duration of the last `invoke`, in milliseconds.
+    """
+
+    def __init__(self, model_path, labels_path=None, threads=None, edgetpu=None):
+        """Loads a model.
+
+        Args:
+          model_path: the .tflite file.
+          labels_path: a labels file that overrides (or stands in for missing) embedded labels.
+          threads: interpreter CPU threads (None: the runtime's default).
+          edgetpu: use the Edge TPU delegate (None: when the name ends in _edgetpu.tflite).
+
+        Raises:
+          ModelError: naming the file and the fix, when it is missing, not a TFLite model,
+            carries no labels, or has inputs or outputs tl-device cannot use.
+        """
+        self.path = Path(model_path)
+        # The interpreter first: a file cut short in transfer is then called that, not "no labels".
+        self.interpreter = make_interpreter(self.path, threads=threads, edgetpu=edgetpu)
+        self.info = read_model_info(self.path, labels_path)
+        self.labels = list(self.info.labels)
+        input_detail = self.interpreter.get_input_details()[0]
+        _check_input(input_detail, self.path)
+        self.spec = self.info.input or _derive_spec(input_detail, self.path)
+        _check_size(input_detail, self.spec, self.path)
+        self.outputs = find_outputs(self.interpreter.get_output_details(), self.info, len(self.labels), self.path)
+        _check_output([self.outputs.scores], len(self.labels), self.path)
+        self.invoke_ms = 0.0
+        log.info(
+            "model %s: %d classes, input %dx%d %s (%s), variant %s",
+            self.path, len(self.labels), self.spec.width, self.spec.height,
+            np.dtype(input_detail["dtype"]).name, self.spec.pixel_range, self.info.variant,
+        )
+
+    def classify_pixels(self, pixels):
+        """Runs the model on prepared (H, W, 3) uint8 RGB pixels; returns float scores."""
+        contract.set_input(self.interpreter, pixels, self.spec.pixel_range)
+        start = time.perf_counter()
+        self.interpreter.invoke()
+        self.invoke_ms = (time.perf_counter() - start) * 1000.0
+        return read_output(self.interpreter, self.outputs.scores)
+
+    def embedding(self):
+        """Returns the unit embedding of the last classified input (same invoke), or None if the model has none."""
+        if self.outputs.embedding is None:
+            return None
+        return read_embedding(self.interpreter, self.outputs.embedding)
+
+    def classify_frame(self, bgr, roi=None):
+        """Scores one camera/video BGR frame, cropped to `roi` (x, y, w, h) first if given."""
+        return self.classify_pixels(contract.prepare_frame(bgr, self.spec, roi))
+
+    def classify_image(self, rgb):
+        """Scores one RGB image (from `tl.device.model.image.load_image`)."""
+        return self.classify_pixels(contract.prepare_image(rgb, self.spec))
+
+    def warm_up(self):
+        """Runs one invoke on a blank input, so the first real frame is not the slow one."""
+        self.classify_pixels(np.zeros((self.spec.height, self.spec.width, 3), np.uint8))
+
+
+def top_k(scores, labels, k=3):
+    """Returns the `k` best classes, best first, as Class tuples."""
+    order = np.argsort(-np.asarray(scores), kind="stable")[: max(1, k)]
+    return [Class(int(i), labels[i], float(scores[i])) for i in order]
+
+
+def _derive_spec(input_detail, path):
+    spec = contract.input_spec_from_tensor(input_detail)
+    log.warning(
+        "model %s carries no input spec; using %dx%d, squash resize, pixel range %s from its input tensor",
+        path, spec.width, spec.height, spec.pixel_range,
+    )
+    return spec
+
+
+def _check_input(detail, path):
+    shape = tuple(int(d) for d in detail["shape"])
+    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+        raise ModelError(
+            f"model {path}: input shape {shape} is not supported; tl-device needs one (1, H, W, 3) "
+            "RGB image input (re-export the model with tl-convert)"
+        )
+    if not any(np.dtype(detail["dtype"]) == np.dtype(t) for t in _INPUT_DTYPES):
+        raise ModelError(
+            f"model {path}: input type {np.dtype(detail['dtype']).name} is not supported "
+            "(uint8, int8 or float32); re-export it with tl-convert"
+        )
+
+
+def _check_size(detail, spec, path):
+    height, width = (int(d) for d in detail["shape"][1:3])
+    if (height, width) != (spec.height, spec.width):
+        raise ModelError(
+            f"model {path}: its input tensor is {width}x{height} but its info says "
+            f"{spec.width}x{spec.height}; re-export it with tl-convert"
+        )
+
+
+def _check_output(details, num_labels, path):
+    shape = tuple(int(d) for d in details[0]["shape"])
+    if len(shape) != 2 or shape[0] != 1:
+        raise ModelError(
+            f"model {path}: output shape {shape} is not a classifier's (1, classes); "
+            "tl-device runs classification models"
+        )
+    if shape[1] != num_labels:
+        raise ModelError(
+            f"model {path} has {shape[1]} outputs but {num_labels} labels; "
+            "give the labels file that belongs to this model (--labels)"
+        )

@@ -1,0 +1,215 @@
+"""The runtime contract: how an image becomes a model input and how outputs become scores.
+
+Training, conversion (calibration and accuracy checks), benchmarks and the device all call these
+functions, so the model always sees the same pixels for the same picture.
+"""
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from tl.device.errors import ConfigError, ModelError
+
+RESIZE_RULES = ("squash", "center_crop")
+# Input value ranges a model may have been trained on, as (low, high) for pixels 0 and 255.
+# tl-edge models take "0..255" (normalisation inside the model); Google's quantized ImageNet
+# models take "-1..1", which their uint8 input quantization (scale 1/128, zero point 128) encodes.
+PIXEL_RANGES = {"0..255": (0.0, 255.0), "0..1": (0.0, 1.0), "-1..1": (-1.0, 1.0)}
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What a model expects as input.
+
+    Attributes:
+      height, width: input size in pixels.
+      color: channel order the model was trained on; always "RGB" for tl-edge models.
+      resize: "squash" (resize the whole picture to H×W, ignoring aspect ratio, as Keras'
+        image_dataset_from_directory does) or "center_crop" (crop the central region of the
+        target aspect ratio first).
+      pixel_range: values the input tensor takes before quantization; "0..255" means raw
+        pixels, with normalisation inside the model.
+    """
+
+    height: int
+    width: int
+    color: str = "RGB"
+    resize: str = "squash"
+    pixel_range: str = "0..255"
+
+    def __post_init__(self):
+        if self.resize not in RESIZE_RULES:
+            raise ConfigError(f"resize rule {self.resize!r} is unknown; use one of {', '.join(RESIZE_RULES)}")
+        if self.color != "RGB":
+            raise ConfigError(f"colour order {self.color!r} is not supported; tl-edge models take RGB")
+        if self.height < 1 or self.width < 1:
+            raise ConfigError(f"input size {self.height}x{self.width} must be positive")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown input-spec keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def prepare_image(rgb, spec):
+    """Resizes an RGB uint8 image to the model's input size by the spec's rule.
+
+    Args:
+      rgb: (H, W, 3) uint8, RGB order (from `tl.device.model.image.load_image`).
+      spec: the model's InputSpec.
+
+    Returns:
+      (spec.height, spec.width, 3) uint8, contiguous.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {rgb.shape}")
+    if spec.resize == "center_crop":
+        rgb = _center_crop(rgb, spec.width / spec.height)
+    h, w = rgb.shape[:2]
+    if (h, w) == (spec.height, spec.width):
+        return np.ascontiguousarray(rgb)
+    # INTER_AREA averages when shrinking (no aliasing on big photos); it is bilinear-like when growing.
+    shrinking = h >= spec.height and w >= spec.width
+    interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (spec.width, spec.height), interpolation=interp)
+
+
+def prepare_frame(bgr, spec, roi=None):
+    """Turns a camera/video BGR frame into a model input: crop the ROI, BGR→RGB, resize.
+
+    Args:
+      bgr: (H, W, 3) uint8 frame in OpenCV's BGR order.
+      spec: the model's InputSpec.
+      roi: optional (x, y, w, h) region of interest in frame pixels.
+    """
+    if roi is not None:
+        bgr = crop_roi(bgr, roi)
+    return prepare_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), spec)
+
+
+def crop_roi(frame, roi):
+    """Crops (x, y, w, h) out of a frame, refusing a region outside it."""
+    x, y, w, h = (int(v) for v in roi)
+    fh, fw = frame.shape[:2]
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > fw or y + h > fh:
+        raise ConfigError(f"region of interest {x},{y},{w},{h} does not fit in a {fw}x{fh} frame; fix --roi")
+    return frame[y : y + h, x : x + w]
+
+
+def _center_crop(rgb, aspect):
+    h, w = rgb.shape[:2]
+    if w / h > aspect:  # too wide
+        new_w = max(1, round(h * aspect))
+        x0 = (w - new_w) // 2
+        return rgb[:, x0 : x0 + new_w]
+    new_h = max(1, round(w / aspect))
+    y0 = (h - new_h) // 2
+    return rgb[y0 : y0 + new_h, :]
+
+
+def quantize_input(pixels, input_detail):
+    """Converts prepared uint8 pixels into the dtype and quantization of an input tensor.
+
+    Args:
+      pixels: uint8 array (H, W, 3) or (N, H, W, 3) of raw 0..255 pixels.
+      input_detail: one entry of `interpreter.get_input_details()`.
+
+    Returns:
+      An array of the tensor's dtype with a batch dimension.
+    """
+    x = pixels if pixels.ndim == 4 else pixels[None]
+    dtype = input_detail["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype)
+    scale, zero_point = input_detail["quantization"]
+    if scale == 0:
+        # Unquantized integer input: the model takes raw pixels as they are.
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    q = np.round(x.astype(np.float32) / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize_output(output, output_detail):
+    """Converts an output tensor into float scores using its own quantization parameters."""
+    if np.issubdtype(output_detail["dtype"], np.integer):
+        scale, zero_point = output_detail["quantization"]
+        if scale:
+            # Always convert to int64 first so the subtraction cannot overflow.
+            return scale * (output.astype(np.int64) - zero_point)
+    return output.astype(np.float32)
+
+
+def scale_pixels(pixels, pixel_range="0..255"):
+    """Maps raw 0..255 pixels onto the value range a model was trained on.
+
+    Args:
+      pixels: uint8 array of raw pixels.
+      pixel_range: a key of PIXEL_RANGES (InputSpec.pixel_range).
+
+    Returns:
+      `pixels` itself for "0..255" (the hot path stays uint8), else float32 values.
+    """
+    if pixel_range == "0..255":
+        return pixels
+    if pixel_range not in PIXEL_RANGES:
+        raise ModelError(f"input pixel range {pixel_range!r} is unknown; use one of {', '.join(PIXEL_RANGES)}")
+    low, high = PIXEL_RANGES[pixel_range]
+    return pixels.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
+
+
+def guess_pixel_range(input_detail):
+    """Guesses the pixel range of a model that does not say, from its input quantization.
+
+    A quantized input can only represent values in [scale*(qmin-zp), scale*(qmax-zp)]; the known
+    range closest to that interval is the one the model was trained on. A float input says
+    nothing, so it is taken to be raw pixels, as tl-edge models are.
+    """
+    dtype = input_detail["dtype"]
+    scale, zero_point = input_detail.get("quantization", (0.0, 0))
+    if np.issubdtype(dtype, np.floating) or not scale:
+        return "0..255"
+    info = np.iinfo(dtype)
+    low, high = scale * (info.min - zero_point), scale * (info.max - zero_point)
+    return min(PIXEL_RANGES, key=lambda r: abs(PIXEL_RANGES[r][0] - low) + abs(PIXEL_RANGES[r][1] - high))
+
+
+def input_spec_from_tensor(input_detail):
+    """Derives an InputSpec from an input tensor, for model files that carry none.
+
+    The size comes from the tensor's (1, H, W, 3) shape, the resize rule is "squash" and the pixel
+    range is guessed from the quantization (see `guess_pixel_range`).
+
+    Raises:
+      ModelError: when the tensor is not a (1, H, W, 3) image input.
+    """
+    shape = tuple(int(d) for d in input_detail["shape"])
+    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+        raise ModelError(f"input shape {shape} is not supported; tl-device needs one (1, H, W, 3) image input")
+    return InputSpec(height=shape[1], width=shape[2], pixel_range=guess_pixel_range(input_detail))
+
+
+def set_input(interpreter, pixels, pixel_range="0..255"):
+    """Writes prepared pixels into the interpreter's (single) input tensor.
+
+    Args:
+      interpreter: an allocated interpreter.
+      pixels: prepared uint8 pixels (see `prepare_image`).
+      pixel_range: the model's InputSpec.pixel_range; raw pixels unless the model says otherwise.
+    """
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], quantize_input(scale_pixels(pixels, pixel_range), detail))
+
+
+def get_scores(interpreter):
+    """Returns the dequantized float scores of the first output, shape (num_classes,)."""
+    detail = interpreter.get_output_details()[0]
+    out = interpreter.get_tensor(detail["index"])
+    return dequantize_output(out, detail)[0].astype(np.float32)

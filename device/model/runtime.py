@@ -1,0 +1,93 @@
+"""The one place that chooses a TFLite runtime: ai_edge_litert, then tflite_runtime, then tensorflow.lite."""
+
+import functools
+import importlib
+import logging
+import platform
+
+from tl.device.errors import ModelError, TLError
+from tl.device.model.metadata import check_tflite
+
+log = logging.getLogger(__name__)
+
+# (module, what to call it in messages); tensorflow.lite is last because it drags in TensorFlow.
+_RUNTIMES = (
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow.lite", "tensorflow.lite"),
+)
+EDGETPU_LIB = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+
+
+class RuntimeMissingError(TLError, ImportError):
+    """No TFLite runtime is installed."""
+
+
+@functools.cache
+def runtime_module():
+    """Returns (module, name) of the first importable TFLite runtime.
+
+    Raises:
+      RuntimeMissingError: with the pip command that fixes it.
+    """
+    for modname, name in _RUNTIMES:
+        try:
+            module = importlib.import_module(modname)
+        except ImportError:
+            continue
+        log.debug("TFLite runtime: %s", name)
+        return module, name
+    raise RuntimeMissingError(
+        "no TFLite runtime found; install one with: pip install 'tl-edge[device]' (ai-edge-litert)"
+    )
+
+
+def runtime_version():
+    """Returns 'name version' of the chosen runtime, for reports."""
+    module, name = runtime_module()
+    from importlib import metadata
+
+    dist = {"ai-edge-litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime"}.get(name, "tensorflow")
+    try:
+        return f"{name} {metadata.version(dist)}"
+    except metadata.PackageNotFoundError:
+        return name
+
+
+def load_edgetpu_delegate(options=None):
+    """Loads the Edge TPU delegate, with a message that says how to fix a missing library or stick."""
+    module, _ = runtime_module()
+    lib = EDGETPU_LIB.get(platform.system(), "libedgetpu.so.1")
+    try:
+        return module.load_delegate(lib, options or {})
+    except (ValueError, OSError, RuntimeError) as e:
+        raise ModelError(
+            f"cannot load the Edge TPU delegate {lib} ({e}); install libedgetpu1-std from the Coral "
+            "apt repository and check that the USB accelerator is plugged in (lsusb shows 'Google')"
+        ) from e
+
+
+def make_interpreter(path, threads=None, edgetpu=None):
+    """Creates and allocates an interpreter for a .tflite file.
+
+    Args:
+      path: the model file; refused with its path if it is not a TFLite model.
+      threads: CPU threads for the interpreter (None: the runtime's default).
+      edgetpu: use the Edge TPU delegate; None means "when the file name ends in _edgetpu.tflite".
+
+    Returns:
+      An allocated interpreter.
+    """
+    check_tflite(path)
+    module, name = runtime_module()
+    if edgetpu is None:
+        edgetpu = str(path).endswith("_edgetpu.tflite")
+    delegates = [load_edgetpu_delegate()] if edgetpu else None
+    try:
+        interpreter = module.Interpreter(
+            model_path=str(path), num_threads=threads, experimental_delegates=delegates
+        )
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ModelError(f"model {path}: {name} cannot load it ({e}); re-export it with tl-convert") from e
+    return interpreter
