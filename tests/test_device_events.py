@@ -58,7 +58,7 @@ def test_snapshots_are_jpegs_with_retention(tmp_path):
 def test_snapshot_write_failure_is_logged_not_raised(tmp_path, monkeypatch, caplog):
     snaps = Snapshots(tmp_path / "snaps")
 
-    def disk_full(path, data):
+    def disk_full(path, data, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("tl.device.door.events.write_bytes", disk_full)
