@@ -180,14 +180,11 @@ class MqttPublisher:
         self._queue.append(payload)
 
     def _went_away(self, reason):
-        """Notes that the broker cannot be reached; returns True the first time (for the first warning)."""
+        """Notes that the broker cannot be reached; True the first time, or when it starts or stops refusing us."""
         with self._lock:
-            if self._away is not None:
-                self._away = (self._away[0], reason, self._away[2])
-                return False
-            now = self.clock()
-            self._away = (now, reason, now)
-            return True
+            now, was = self.clock(), self._away
+            self._away = (now, reason, now) if was is None else (was[0], reason, was[2])
+            return was is None or was[1].startswith("refused") != reason.startswith("refused")
 
     def _remind(self):
         """Logs a reminder when the broker has been away another REMIND_SECONDS."""
