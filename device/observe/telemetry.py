@@ -77,7 +77,7 @@ class LoopView:
 
     def health(self, snap=None):
         """(ok, problems): ok is False while the camera is lost, the loop stalls, or it is not running."""
-        snap = snap or self.snapshot()
+        snap = self.snapshot() if snap is None else snap
         problems = []
         if snap.running is None:
             problems.append("not started yet")
