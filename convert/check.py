@@ -1,7 +1,8 @@
 """Checking a converted model: LiteRT on the evaluation images, against the Keras model's predictions.
 
-The images go through the runtime contract (`tl.device`), and the model is loaded and fed
-exactly as the device does it: `make_interpreter`, `set_input`, `get_scores`.
+The images go through the runtime contract (`tl.device`), and the model is loaded, checked, fed and
+read exactly as the device does it: `make_interpreter`, `check_input`, `set_input`, `find_outputs`,
+`read_output`.
 """
 
 import dataclasses
@@ -16,9 +17,10 @@ from tqdm import tqdm
 from tl.device.data.dataset import Skipped
 from tl.device.data.metrics import classification_report
 from tl.device.errors import DataError, ModelError
-from tl.device.model.contract import get_scores, prepare_image, set_input
+from tl.device.model.contract import check_input, prepare_image, set_input
 from tl.device.model.image import load_image
 from tl.device.model.metadata import read_model_info
+from tl.device.model.outputs import check_scores, find_outputs, read_output
 from tl.device.model.runtime import make_interpreter
 from tl.train.quiet import quiet_native_stderr
 
@@ -79,37 +81,45 @@ def load_eval_set(samples, spec, where, progress=True):
     return EvalSet(stacked, np.asarray(labels, np.int64), paths, skipped, where)
 
 
-def open_model(path, threads=1):
-    """Loads a .tflite file into an allocated LiteRT interpreter, as the device does.
+def open_model(model, threads=1):
+    """Loads a .tflite file (or a converted model's bytes) into an allocated interpreter, as the device does.
 
     Raises:
       ModelError: a missing, truncated or corrupt file, named by its path.
     """
     with quiet_native_stderr():  # LiteRT announces its CPU delegate on the first interpreter
-        return make_interpreter(path, threads=threads, edgetpu=False)
+        return make_interpreter(model, threads=threads, edgetpu=False)
 
 
-def score_model(interpreter, pixels, spec, progress=True, desc="scoring"):
+def score_model(interpreter, pixels, spec, progress=True, desc="scoring", output=None):
     """Runs an interpreter on prepared images, timing each invoke.
+
+    Args:
+      interpreter: from `open_model`.
+      pixels: prepared images (N, H, W, 3) uint8.
+      spec: the InputSpec (its pixel range is applied as on the device).
+      progress, desc: the progress bar.
+      output: the scores output's details (`find_outputs(...).scores`); None: the model's only output.
 
     Returns:
       (scores (N, classes) float32, invoke latencies in ms, the input tensor's details).
     """
     detail = interpreter.get_input_details()[0]
+    if output is None:
+        output = find_outputs(interpreter.get_output_details(), None, None, "(model)").scores
     probe = pixels[0] if len(pixels) else np.full((spec.height, spec.width, 3), 128, np.uint8)
     for _ in range(WARMUP_RUNS):  # first invokes allocate and pack weights: not representative
-        set_input(interpreter, probe)
+        set_input(interpreter, probe, spec.pixel_range)
         interpreter.invoke()
     scores, times = [], []
     for x in tqdm(pixels, desc=desc, unit="img", disable=not progress, leave=False):
-        set_input(interpreter, x)
+        set_input(interpreter, x, spec.pixel_range)
         times.append(_timed_invoke(interpreter))
-        scores.append(get_scores(interpreter))
-    set_input(interpreter, probe)
+        scores.append(read_output(interpreter, output))
+    set_input(interpreter, probe, spec.pixel_range)
     while len(times) < MIN_TIMED_RUNS:
         times.append(_timed_invoke(interpreter))
-    n_out = interpreter.get_output_details()[0]["shape"][-1]
-    return np.array(scores, np.float32).reshape(-1, n_out), times, detail
+    return np.array(scores, np.float32).reshape(-1, int(output["shape"][-1])), times, detail
 
 
 def _timed_invoke(interpreter):
@@ -139,7 +149,10 @@ def check_model(path, evalset, reference_scores, labels, spec, threads=1, progre
     info = read_model_info(path)
     if list(info.labels) != list(labels):
         raise ModelError(f"model {path} carries labels {info.labels}, expected {labels}; convert it again")
-    scores, times, detail = score_model(interpreter, evalset.pixels, spec, progress, desc=info.variant)
+    check_input(interpreter.get_input_details()[0], path, info.input)
+    output = find_outputs(interpreter.get_output_details(), info, len(labels), path).scores
+    check_scores(output, len(labels), path)
+    scores, times, detail = score_model(interpreter, evalset.pixels, spec, progress, desc=info.variant, output=output)
     result = Result(
         name=info.variant,
         path=str(path),

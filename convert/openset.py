@@ -17,7 +17,7 @@ from tl.device.model.classifier import Classifier
 from tl.device.model.contract import set_input
 from tl.device.model.metadata import ModelInfo
 from tl.device.model.outputs import find_outputs, read_embedding
-from tl.device.model.runtime import runtime_module
+from tl.device.model.runtime import make_interpreter
 from tl.device.recognition.openset import STATS_NAME, OpenSetStats, class_distances
 from tl.device.recognition.recognizer import openset_for
 
@@ -102,9 +102,7 @@ def _nearest_distances(embeddings, stats):
 
 def _embed_bytes(model_bytes, info, pixels, num_labels):
     """Unit embeddings of `pixels` through a converted model held in memory, read as the device reads them."""
-    module, _ = runtime_module()
-    interpreter = module.Interpreter(model_content=bytes(model_bytes), num_threads=2)
-    interpreter.allocate_tensors()
+    interpreter = make_interpreter(model_bytes, threads=2, edgetpu=False)
     output = find_outputs(interpreter.get_output_details(), info, num_labels, "converted model").embedding
     out = []
     for x in pixels:

@@ -8,8 +8,8 @@ from tl.convert.reference import KERAS_SUFFIXES, is_saved_model
 from tl.device.data.dataset import scan_folder
 from tl.device.errors import ConfigError, DataError, ModelError
 from tl.device.model.contract import InputSpec
-from tl.device.model.metadata import read_labels
-from tl.train.artifacts import LABELS, MODEL, read_run
+from tl.device.model.metadata import find_labels
+from tl.train.artifacts import MODEL, read_run
 
 log = logging.getLogger(__name__)
 
@@ -90,22 +90,9 @@ def open_source(path, labels_path=None, image_size=None, out_dir=None):
             f"{path} is not a Keras model file ({', '.join(KERAS_SUFFIXES)}) nor a SavedModel folder "
             f"nor a RUN_DIR with {MODEL}"
         )
-    labels = read_labels(_labels_path(path, labels_path))
+    labels = find_labels(path, labels_path, required=True)
     spec = InputSpec(image_size, image_size) if image_size else None
     return Source(path, kind, path, Path(out_dir or path.parent), labels, spec)
-
-
-def _labels_path(model_path, labels_path):
-    if labels_path is not None:
-        return Path(labels_path)
-    beside = model_path.parent / LABELS
-    if beside.is_file():
-        log.info("labels: %s (beside the model)", beside)
-        return beside
-    raise ModelError(
-        f"model {model_path} carries no labels; pass --labels FILE with one class name per line, in the "
-        "model's output order"
-    )
 
 
 def resolve_spec(source, reference):

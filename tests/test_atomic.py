@@ -54,3 +54,18 @@ def test_written_files_get_the_usual_mode_not_0600(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_private_writes_are_0640_and_a_stricter_umask_still_wins(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic.write_bytes(tmp_path / "a.jpg", b"x", mode=atomic.PRIVATE_FILE)
+        os.umask(0o077)
+        atomic.write_bytes(tmp_path / "b.jpg", b"x", mode=atomic.PRIVATE_FILE)
+        assert atomic._umask() == 0o077  # read without changing it
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.jpg").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "b.jpg").stat().st_mode & 0o777 == 0o600

@@ -136,3 +136,22 @@ def test_info_that_contradicts_the_tensor_is_refused(tiny_models, tmp_path):
     wrong.write_bytes(embed_model_info(tiny_models["tiny_float"].read_bytes(), info))
     with pytest.raises(ModelError, match="input tensor is 32x32 but its info says 16x16"):
         Classifier(wrong)
+
+
+def test_make_interpreter_takes_bytes_as_it_takes_a_path(tiny_models):
+    from tl.device.model.metadata import strip_model_info
+    from tl.device.model.outputs import find_outputs, read_output
+    from tl.device.model.runtime import make_interpreter, uses_edgetpu
+
+    path = tiny_models["tiny_int8"]
+    pixels = contract.prepare_frame(make_scene("dog", np.random.default_rng(4)), Classifier(path).spec)
+    scores = []
+    for model in (path, path.read_bytes(), strip_model_info(path.read_bytes())):
+        interpreter = make_interpreter(model, threads=1)
+        contract.set_input(interpreter, pixels)
+        interpreter.invoke()
+        scores.append(read_output(interpreter, find_outputs(interpreter.get_output_details(), None, 3, path).scores))
+    assert np.array_equal(scores[0], scores[1]) and np.array_equal(scores[0], scores[2])
+    with pytest.raises(ModelError, match=r"model \(12 bytes in memory\) is not a TFLite model"):
+        make_interpreter(b"not a model!")
+    assert not uses_edgetpu(b"x_edgetpu.tflite") and uses_edgetpu("m_edgetpu.tflite") and uses_edgetpu(b"", True)

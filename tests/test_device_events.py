@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -58,7 +59,7 @@ def test_snapshots_are_jpegs_with_retention(tmp_path):
 def test_snapshot_write_failure_is_logged_not_raised(tmp_path, monkeypatch, caplog):
     snaps = Snapshots(tmp_path / "snaps")
 
-    def disk_full(path, data):
+    def disk_full(path, data, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("tl.device.door.events.write_bytes", disk_full)
@@ -93,3 +94,19 @@ def test_sd_notify_and_watchdog_talk_to_the_notify_socket(tmp_path, monkeypatch)
         server.setblocking(False)
         with pytest.raises(BlockingIOError):
             server.recv(64)
+
+
+def test_events_and_snapshots_are_for_owner_and_group_only(tmp_path):
+    old = os.umask(0o022)  # a login shell's: world-readable unless the code says otherwise
+    try:
+        with EventLog(tmp_path / "logs" / "events.jsonl") as log:
+            log.write("start", 0.0)
+        path = Snapshots(tmp_path / "snaps").save(np.zeros((8, 8, 3), np.uint8), 1, "denied", "raccoon", 0.9)
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777
+             for p in (tmp_path / "logs", tmp_path / "logs" / "events.jsonl", tmp_path / "snaps", path)}
+    assert modes == {"logs": 0o750, "logs/events.jsonl": 0o640, "snaps": 0o750, f"snaps/{path.name}": 0o640}
+    # Under systemd the shipped unit's umask keeps everything else the daemon writes private too.
+    unit = Path(__file__).resolve().parents[1] / "device" / "deploy" / "tl-device.service"
+    assert "\nUMask=0027\n" in unit.read_text()

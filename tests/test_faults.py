@@ -22,6 +22,7 @@ from tl.device.door.policy import DoorPolicy, make_policy_config
 from tl.device.hw.doors import make_door
 from tl.device.hw.frames import Frame, Source
 from tl.device.model.classifier import Classifier
+from tl.device.observe.reporters import open_reporters
 
 
 class BrokenSource(Source):
@@ -110,9 +111,9 @@ def test_a_full_events_disk_is_logged_and_the_door_still_closes(tiny_models, tmp
             os.dup2(full, loop.events._fd)
             os.close(full)
 
-    loop.events.listeners.append(fill_the_disk)
+    loop.subscribe(fill_the_disk)
     seen = []
-    loop.events.listeners.append(seen.append)
+    loop.subscribe(seen.append)
     stats = loop.run(_Replay(images), StopRequest())
     assert [e["event"] for e in seen] == ["start", "door_open", "door_close", "stop"]  # listeners got them all
     assert pin_states(factory) == [False, True, False]  # the door closed on time regardless
@@ -200,7 +201,7 @@ def test_kill_9_then_restart_commands_the_door_closed_at_start(tiny_models, dog_
                   "door": "mock", "events": str(events)}
         if broker:
             values.update(mqtt=f"127.0.0.1:{broker.port}", mqtt_prefix="t/door")
-        run_door(config.load_config(None, values), pin_factory=factory)
+        run_door(config.load_config(None, values), pin_factory=factory, observers=open_reporters)
         assert pin_states(factory) == [False]
         assert [e["event"] for e in read_events(events)] == ["start", "door_open", "start", "stop"]
         if sub:

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 import time
+import types
+import urllib.request
 
 import pytest
 from click.testing import CliRunner
@@ -11,15 +13,19 @@ from click.testing import CliRunner
 pytest.importorskip("paho.mqtt.client")
 pytest.importorskip("gpiozero")
 
-from tests.support.mqtt import NEEDS_MOSQUITTO, Broker, Subscriber, free_port
+from tests.support.loops import FakeLoop
+from tests.support.mqtt import HAVE_PAHO, MOSQUITTO, NEEDS_MOSQUITTO, Broker, Subscriber, free_port
 from tests.support.scenes import timeline, write_frames
 from tl.device.cli.tl_device import main
 from tl.device.door import config
 from tl.device.door.events import read_events
 from tl.device.door.loop import run_door
+from tl.device.door.state import status_line
 from tl.device.errors import ConfigError
 from tl.device.observe import mqtt
 from tl.device.observe.reporters import open_reporters
+from tl.device.observe.status import StatusServer
+from tl.device.observe.telemetry import LoopView
 
 PREFIX = "test/door"
 VISITS = timeline(("background", 6), ("dog", 6), ("background", 25), ("raccoon", 3), ("background", 4))
@@ -138,6 +144,7 @@ def test_the_door_works_without_a_broker_and_the_queue_is_bounded(tiny_models, v
     assert strip(read_events(tmp_path / "events.jsonl")) == strip(read_events(plain / "events.jsonl"))
     assert stats.frames == len(VISITS)
     assert "queue full (2 events); dropping the oldest" in caplog.text
+    assert caplog.text.count("MQTT: cannot reach the broker") == 1  # said at once, not only at stop
     assert "3 events were never delivered" not in caplog.text and "2 events were never delivered" in caplog.text
 
 
@@ -160,3 +167,51 @@ def test_a_broker_that_refuses_the_password_is_logged_and_the_door_runs_on(tiny_
         assert "refused the connection" in caplog.text and stats.frames == len(VISITS)
     finally:
         b.stop()
+
+
+def test_an_unreachable_broker_is_warned_about_once_reminded_and_shown_on_health(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(mqtt, "REMIND_SECONDS", 0.3)
+    monkeypatch.setattr(mqtt, "CLOSE_WAIT_SECONDS", 0.1)
+    monkeypatch.delenv(mqtt.ENV_USERNAME, raising=False)
+    monkeypatch.delenv(mqtt.ENV_PASSWORD, raising=False)
+    caplog.set_level("INFO", logger="tl.device")
+    port = free_port()  # nobody listens there
+    cfg = types.SimpleNamespace(mqtt=("127.0.0.1", port), mqtt_prefix=PREFIX, mqtt_username=None, mqtt_password=None)
+    loop = FakeLoop(running=True)
+    view = LoopView(loop)
+    server = StatusServer(view, "127.0.0.1", 0)
+    try:
+        with mqtt.open_publisher(cfg, loop) as publisher:
+            deadline = time.monotonic() + 10
+            while "cannot reach the broker" not in caplog.text:
+                assert time.monotonic() < deadline, "no warning while the broker is away"
+                time.sleep(0.02)
+            time.sleep(0.35)
+            # A reminder is due: the next event says it.
+            loop.emit({"ts": 1.0, "frame": 10, "event": "denied", "label": "raccoon", "score": 0.9, "reason": "r"})
+            assert caplog.text.count("MQTT: cannot reach the broker") == 1
+            assert f"MQTT: broker 127.0.0.1:{port} still unreachable after" in caplog.text
+            with urllib.request.urlopen(server.url + "/health", timeout=10) as r:
+                code, health = r.status, json.loads(r.read())
+            assert code == 200 and health["ok"]  # the door itself is fine
+            (warning,) = health["warnings"]
+            assert warning.startswith(f"MQTT broker 127.0.0.1:{port} unreachable for") and "1 events queued" in warning
+            with urllib.request.urlopen(server.url + "/", timeout=10) as r:
+                assert f"MQTT broker 127.0.0.1:{port} unreachable" in r.read().decode()
+            assert "unreachable" in status_line(loop.snapshot())  # the periodic log line says it too
+            if MOSQUITTO and HAVE_PAHO:  # the broker comes: the warning goes
+                broker = Broker(tmp_path / "broker", port=port).start()
+                try:
+                    deadline = time.monotonic() + 15
+                    while publisher.warning() is not None:
+                        assert time.monotonic() < deadline, "never reconnected"
+                        time.sleep(0.05)
+                    assert "s away; sent 1 queued events" in caplog.text
+                    assert loop.snapshot().warnings() == []
+                finally:
+                    publisher.close()
+                    broker.stop()
+    finally:
+        server.close()
+        view.close()
+    assert loop.listeners() == 0 and loop.snapshot().reporters == {}

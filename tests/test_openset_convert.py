@@ -13,6 +13,7 @@ from tl.device.door.events import read_events
 from tl.device.door.loop import run_door
 from tl.device.errors import ModelError
 from tl.device.model.classifier import Classifier
+from tl.device.model.contract import prepare_frame
 from tl.device.model.metadata import embed_model_info, read_model_info, strip_model_info
 from tl.device.recognition.embedder import Embedder
 from tl.device.recognition.openset import STATS_NAME
@@ -81,25 +82,69 @@ def test_embedder_describes_itself_and_matches_the_classifier_embedding(openset_
         Classifier(openset_run["embedder"])
 
 
-def test_outputs_are_found_by_shape_when_names_and_order_are_lost(openset_run, tmp_path):
+def swapped_outputs(model, path):
+    """Writes `model` with its outputs reversed and renamed, as another converter might: only the recorded dim is left."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    raw = strip_model_info(openset_run["model"].read_bytes())
-    # Reverse the outputs and rename them, as another converter might: only the recorded dim is left.
+    raw = strip_model_info(model.read_bytes())
     m = flatbuffer_utils.convert_bytearray_to_object(bytearray(raw))
     graph = m.subgraphs[0]
     for i, index in enumerate(graph.outputs):
         graph.tensors[index].name = f"StatefulPartitionedCall:{i}".encode()
     graph.outputs = graph.outputs[::-1]
-    info = read_model_info(openset_run["model"])
-    path = tmp_path / "swapped.tflite"
-    path.write_bytes(embed_model_info(bytes(flatbuffer_utils.convert_object_to_bytearray(m)), info))
+    path.write_bytes(embed_model_info(bytes(flatbuffer_utils.convert_object_to_bytearray(m)), read_model_info(model)))
+    return path
+
+
+def test_outputs_are_found_by_shape_when_names_and_order_are_lost(openset_run, tmp_path):
+    path = swapped_outputs(openset_run["model"], tmp_path / "swapped.tflite")
     good, bad = Classifier(openset_run["model"]), Classifier(path)
     assert bad.interpreter.get_output_details()[0]["shape"][-1] == 32  # embedding first now
     rng = np.random.default_rng(2)
     bgr = closeup("raccoon", rng)
     assert np.allclose(good.classify_frame(bgr), bad.classify_frame(bgr))
     assert np.allclose(good.embedding(), bad.embedding())
+
+
+def test_convert_checks_and_tl_bench_read_the_model_as_the_device_does(openset_run, tmp_path):
+    from tl.convert import check
+    from tl.device.bench.worker import LiteRunner
+
+    path = swapped_outputs(openset_run["model"], tmp_path / "swapped.tflite")  # output 0 is the embedding now
+    device = Classifier(path)
+    rng = np.random.default_rng(8)
+    pixels = np.stack([prepare_frame(closeup(k, rng), device.spec) for k in ("dog", "raccoon", "background")])
+    expected = np.stack([device.classify_pixels(x) for x in pixels])
+    evalset = check.EvalSet(pixels, np.array([0, 1, 2]), [], [], "test")
+    result = check.check_model(path, evalset, expected, device.labels, device.spec, progress=False)
+    assert result.agreement == 1.0 and result.max_abs_diff == 0.0  # the scores, not the embedding's first values
+    runner = LiteRunner(path, threads=1)
+    for x, scores in zip(pixels, expected):
+        runner.set_pixels(x)
+        runner.invoke()
+        assert np.array_equal(runner.scores(), scores)
+
+
+def test_convert_checks_a_model_in_memory_through_make_interpreter(openset_run, monkeypatch):
+    from tl.convert import openset as oset
+    from tl.device.model import runtime
+
+    made = []
+
+    def spy(model, *args, **kwargs):
+        made.append(type(model))
+        return runtime.make_interpreter(model, *args, **kwargs)
+
+    monkeypatch.setattr(oset, "make_interpreter", spy)
+    device = Classifier(openset_run["model"])
+    rng = np.random.default_rng(9)
+    pixels = np.stack([prepare_frame(closeup(k, rng), device.spec) for k in ("dog", "raccoon")])
+    in_memory = oset._embed_bytes(strip_model_info(openset_run["model"].read_bytes()), device.info, pixels,
+                                  len(device.labels))
+    assert made == [bytes]
+    for x, e in zip(pixels, in_memory):
+        device.classify_pixels(x)
+        assert np.allclose(e, device.embedding())
 
 
 def test_convert_report_has_the_open_set_cost(openset_run):

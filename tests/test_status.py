@@ -58,7 +58,7 @@ class RunningDoor:
         self.events = EventLog(tmp_path / "events.jsonl")
         self.loop = DoorLoop(classifier, policy, make_door("mock", pin_factory=MockFactory()), self.events,
                              clock=self.clock)
-        self.view = LoopView(self.loop, source, stall_seconds=stall_seconds)
+        self.view = LoopView(self.loop, stall_seconds=stall_seconds)
         self.server = StatusServer(self.view, "127.0.0.1", 0)
         self.stop = StopRequest()
         self.thread = threading.Thread(target=self.loop.run, args=(source, self.stop), daemon=True)

@@ -4,7 +4,9 @@
 the peak resident memory it reports belongs to that model alone. The worker prints
 "P <n>" progress lines on stdout and writes its result as JSON to the file the job names.
 
-TensorFlow is imported only for a Keras job (the optional "TF/Keras float32" row), never otherwise.
+A .tflite model is loaded, checked, fed and read exactly as the device does it (`make_interpreter`,
+`check_input`, `set_input`, `find_outputs`/`read_output`). TensorFlow is imported only for a Keras job
+(the optional "TF/Keras float32" row), never otherwise.
 """
 
 import gc
@@ -21,8 +23,9 @@ import numpy as np
 from tl.device.errors import ImageError, ModelError, TLError
 from tl.device.model import contract
 from tl.device.model.image import load_image
-from tl.device.model.metadata import read_labels, read_model_info
-from tl.device.model.runtime import make_interpreter, runtime_version
+from tl.device.model.metadata import find_labels, read_model_info
+from tl.device.model.outputs import check_scores, find_outputs, read_output
+from tl.device.model.runtime import make_interpreter, runtime_version, uses_edgetpu
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +43,18 @@ class LiteRunner:
         start = time.perf_counter_ns()
         self.interpreter = make_interpreter(path, threads=threads, edgetpu=edgetpu)
         self.load_ns = time.perf_counter_ns() - start
-        self.delegate = "Edge TPU" if (edgetpu or (edgetpu is None and str(path).endswith("_edgetpu.tflite"))) else None
+        self.delegate = "Edge TPU" if uses_edgetpu(path, edgetpu) else None
         info = _read_info(path, labels_path, need_labels)
         detail = self.interpreter.get_input_details()[0]
-        self.spec = (info.input if info and info.input else None) or contract.input_spec_from_tensor(detail)
+        contract.check_input(detail, path, info.input if info else None)
+        self.spec = (info.input if info and info.input else None) or contract.input_spec_from_tensor(detail, path)
         self.labels = list(info.labels) if info else None
         self.variant = info.variant if info else "unknown"
         self.input_desc = f"{self.spec.width}x{self.spec.height} {np.dtype(detail['dtype']).name}"
         self.runtime = runtime_version()
-        _check_tensors(detail, self.interpreter.get_output_details()[0], self.spec, self.labels, path)
+        num_labels = len(self.labels) if self.labels else None  # None: latency only, the scores are unnamed
+        self.output = find_outputs(self.interpreter.get_output_details(), info, num_labels, path).scores
+        check_scores(self.output, num_labels, path)
         # The interpreter's own invoke, not a wrapper: the timed loop calls exactly what benchmark_model times.
         self.invoke = self.interpreter.invoke
 
@@ -56,7 +62,7 @@ class LiteRunner:
         contract.set_input(self.interpreter, pixels, self.spec.pixel_range)
 
     def scores(self):
-        return contract.get_scores(self.interpreter)
+        return read_output(self.interpreter, self.output)
 
 
 class KerasRunner:
@@ -73,8 +79,7 @@ class KerasRunner:
         self.delegate = None
         _, height, width, _ = self.model.input_shape
         self.spec = contract.InputSpec(height=int(height), width=int(width))
-        labels_file = labels_path or Path(path).parent / "labels.txt"
-        self.labels = read_labels(labels_file) if (need_labels or Path(labels_file).is_file()) else None
+        self.labels = find_labels(path, labels_path, required=need_labels)
         self.variant = "keras"
         self.input_desc = f"{width}x{height} float32"
         self.runtime = f"tensorflow {tf.__version__} / keras {keras.__version__}"
@@ -120,19 +125,6 @@ def _read_info(path, labels_path, need_labels):
             raise
         log.info("model %s carries no labels; measuring latency only", path)
         return None
-
-
-def _check_tensors(input_detail, output_detail, spec, labels, path):
-    height, width = (int(d) for d in input_detail["shape"][1:3])
-    if (height, width) != (spec.height, spec.width):
-        raise ModelError(f"model {path}: input tensor is {width}x{height} but its info says "
-                         f"{spec.width}x{spec.height}; re-export it with tl-convert")
-    shape = tuple(int(d) for d in output_detail["shape"])
-    if len(shape) != 2 or shape[0] != 1:
-        raise ModelError(f"model {path}: output shape {shape} is not a classifier's (1, classes)")
-    if labels is not None and shape[1] != len(labels):
-        raise ModelError(f"model {path} has {shape[1]} outputs but {len(labels)} labels; "
-                         "give the labels file that belongs to this model (--labels)")
 
 
 def make_runner(job):

@@ -22,7 +22,7 @@ from tl.device.data import atomic
 from tl.device.data.dataset import scan_folder
 from tl.device.data.sysinfo import cores, machine_info, machine_line
 from tl.device.errors import ConfigError, DataError, ModelError, TLError
-from tl.device.model.metadata import check_tflite, read_labels, read_model_info
+from tl.device.model.metadata import check_tflite, find_labels, read_model_info
 from tl.device.model.runtime import runtime_version
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,7 @@ def _keras_labels(path, labels_path):
     if importlib.util.find_spec("tensorflow") is None:
         raise ModelError("the TF/Keras float32 row needs TensorFlow, which is not installed here; "
                          "install it with pip install 'tl-edge[train]' or leave model.keras out")
-    labels_file = labels_path or path.parent / "labels.txt"
-    return read_labels(labels_file) if Path(labels_file).is_file() else None
+    return find_labels(path, labels_path)
 
 
 def _tflite_labels(path, labels_path):

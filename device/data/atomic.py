@@ -8,15 +8,22 @@ from pathlib import Path
 
 from tl.device.errors import OutputError
 
+# Modes before the umask. Artifacts (models, reports) are for sharing: what a plain open() gives.
+# What a door records (events, snapshots of the porch) is not: owner and group only.
+SHARED_FILE = 0o666
+PRIVATE_FILE = 0o640
+PRIVATE_DIR = 0o750
+
 
 @contextlib.contextmanager
-def atomic_path(path, suffix=None):
+def atomic_path(path, suffix=None, mode=SHARED_FILE):
     """Yields a temporary path beside `path`; on success it is renamed onto `path`.
 
     Args:
       path: the final file name.
       suffix: suffix of the temporary file (some writers, like Keras, insist on one);
         defaults to the final file's own suffix.
+      mode: the file's mode before the umask: SHARED_FILE (what a plain open() gives) or PRIVATE_FILE.
 
     On any exception (Ctrl-C included) the temporary file is removed and `path` is untouched.
     """
@@ -29,9 +36,9 @@ def atomic_path(path, suffix=None):
     os.close(fd)
     try:
         yield Path(tmp)
-        # mkstemp creates 0600; give the file the mode a plain open() would (umask applies), so a
-        # model copied to the Pi or served by a web page stays readable by other users.
-        os.chmod(tmp, 0o666 & ~_umask())
+        # mkstemp creates 0600; give the file the mode asked for (umask applies), so a model copied
+        # to the Pi or served by a web page stays readable by other users, and a snapshot does not.
+        os.chmod(tmp, mode & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -39,9 +46,9 @@ def atomic_path(path, suffix=None):
         raise
 
 
-def write_bytes(path, data):
-    """Writes `data` to `path` atomically."""
-    with atomic_path(path) as tmp:
+def write_bytes(path, data, mode=SHARED_FILE):
+    """Writes `data` to `path` atomically, with `mode` (before the umask; see `atomic_path`)."""
+    with atomic_path(path, mode=mode) as tmp:
         tmp.write_bytes(data)
 
 
@@ -55,15 +62,20 @@ def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
 
 
-def check_writable(folder):
+def check_writable(folder, mode=0o777):
     """Creates `folder` if needed and proves a file can be written there.
+
+    Args:
+      folder: the folder.
+      mode: the mode of a folder created here, before the umask (PRIVATE_DIR for a door's records);
+        an existing folder keeps its own.
 
     Raises:
       OutputError: naming the folder, when it cannot be created or written.
     """
     folder = Path(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=mode, parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
@@ -74,7 +86,16 @@ def check_writable(folder):
 
 
 def _umask():
-    mask = os.umask(0)
+    # Linux tells the umask in /proc without changing it; os.umask() can only read it by setting it,
+    # which for a moment gives files other threads create (the status page, MQTT) mode 0666.
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
 

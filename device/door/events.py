@@ -1,6 +1,7 @@
 """The events file (JSON lines, flushed per event) and JPEG snapshots of the deciding frames."""
 
 import collections
+import contextlib
 import errno
 import json
 import logging
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import cv2
 
-from tl.device.data.atomic import check_writable, write_bytes
+from tl.device.data.atomic import PRIVATE_DIR, PRIVATE_FILE, check_writable, write_bytes
 from tl.device.errors import OutputError
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ class EventLog:
 
     Each line goes out in one unbuffered write(2), so a crash (kill -9 included) never leaves a
     buffered event behind. A line that cannot be written (disk full) is logged as an error and cut
-    off again, and the door goes on: the events file is evidence, not the door's safety.
+    off again, and the door goes on: the events file is evidence, not the door's safety. The file
+    is created 0640 and its folder 0750 (less where the umask says so): it tells when the house is empty.
 
     Args:
       path: the events file (appended to; its folder is created); None logs only.
@@ -34,20 +36,18 @@ class EventLog:
     Attributes:
       counts: {event: how many were written}.
       failures: events that could not be written to the file.
-      listeners: callables given each event (a dict) after it is written (MQTT, the status page);
-        one that raises is logged and skipped, never stops the door.
     """
 
     def __init__(self, path=None):
         self.path = Path(path) if path else None
         self.counts = collections.Counter()
         self.failures = 0
-        self.listeners = []
+        self._listeners = []
         self._fd = None
         if self.path is not None:
-            check_writable(self.path.parent)
+            check_writable(self.path.parent, mode=PRIVATE_DIR)
             try:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
             except OSError as e:
                 raise OutputError(f"events file {self.path}: cannot open it ({e.strerror}); choose another with --events") from e
 
@@ -56,6 +56,18 @@ class EventLog:
 
     def __exit__(self, *exc):
         self.close()
+
+    def subscribe(self, callback):
+        """Calls `callback(record)` with each event (a dict) after it is written, in the writer's thread.
+
+        A callback that raises is logged and skipped; it never stops the door.
+        """
+        self._listeners.append(callback)
+
+    def unsubscribe(self, callback):
+        """Stops calling `callback`; safe when it was never subscribed."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
 
     def write(self, event, ts, frame=None, label=None, score=None, reason=None, **extra):
         """Writes one event; returns it as a dict.
@@ -83,7 +95,7 @@ class EventLog:
         self._append(line)
         self.counts[event] += 1
         log.log(logging.WARNING if event == "error" else logging.INFO, "event %s", line)
-        for listener in list(self.listeners):
+        for listener in list(self._listeners):
             try:
                 listener(record)
             except Exception:  # a broken reporter must not take the door down with it
@@ -133,8 +145,24 @@ def read_events(path):
 _SNAPSHOT_NAME = re.compile(r"^\d{8}-\d{6}-\d{3}-\d+-[a-z_]+-.*\.jpg$")
 
 
+def is_snapshot_name(name):
+    """Whether a file name is one `Snapshots.save` writes (other files in the folder are left alone)."""
+    return bool(_SNAPSHOT_NAME.match(name))
+
+
+def list_snapshots(folder):
+    """The snapshot files in `folder`, oldest first (their names sort by time); [] for a missing folder."""
+    try:
+        names = sorted(p.name for p in Path(folder).iterdir() if is_snapshot_name(p.name))
+    except FileNotFoundError:
+        return []
+    return [Path(folder) / name for name in names]
+
+
 class Snapshots:
     """JPEG snapshots of deciding frames in a folder, keeping only the newest `keep`.
+
+    Files are written 0640 in a folder created 0750 (less where the umask says so): they show the porch.
 
     Args:
       folder: where to write them (created).
@@ -143,7 +171,7 @@ class Snapshots:
     """
 
     def __init__(self, folder, keep=200, quality=90):
-        self.folder = check_writable(folder)
+        self.folder = check_writable(folder, mode=PRIVATE_DIR)
         self.keep = int(keep)
         self.quality = int(quality)
         self.failures = 0
@@ -161,7 +189,7 @@ class Snapshots:
         try:
             if not ok:
                 raise OutputError(f"snapshot {path}: JPEG encoding failed")
-            write_bytes(path, data.tobytes())
+            write_bytes(path, data.tobytes(), mode=PRIVATE_FILE)
         except OSError as e:  # OutputError is an OSError too
             self.failures += 1
             log.error("snapshot %s not written: %s", path, e)
@@ -170,12 +198,10 @@ class Snapshots:
         return path
 
     def _prune(self):
-        names = sorted(p.name for p in self.folder.iterdir() if _SNAPSHOT_NAME.match(p.name))
-        for name in names[: max(0, len(names) - self.keep)]:
-            try:
-                (self.folder / name).unlink()
-            except FileNotFoundError:
-                pass
+        paths = list_snapshots(self.folder)
+        for path in paths[: max(0, len(paths) - self.keep)]:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def annotate(image, event, label=None, score=None, roi=None):

@@ -1,20 +1,20 @@
 """The pet-door daemon: frames -> classifier -> policy -> door, with events and snapshots.
 
 The door is commanded closed when it is made, on camera loss, on any exception in the loop and
-on stop; `run_door` wires the parts together from a RunConfig.
+on stop; `run_door` wires the parts together from a RunConfig. Observers read `DoorLoop.snapshot()`
+and `subscribe` to its events; the loop never imports them.
 """
 
 import contextlib
-import dataclasses
 import logging
 import threading
 import time
 
-from tl.device.door import service
+from tl.device.door import service, state
 from tl.device.door.config import policy_config, require_run
 from tl.device.door.events import EventLog, Snapshots
 from tl.device.door.motion import make_gate
-from tl.device.door.policy import DoorPolicy
+from tl.device.door.policy import LOCKED, DoorPolicy
 from tl.device.hw.doors import make_door
 from tl.device.hw.frames import Gap
 from tl.device.hw.sources import open_source, pace
@@ -35,38 +35,6 @@ class StopRequest(threading.Event):
         self.set()
 
 
-@dataclasses.dataclass
-class RunStats:
-    """What a run did.
-
-    Attributes:
-      frames: frames read (classified + skipped_motion).
-      classified: frames the model looked at.
-      skipped_motion: frames the motion gate let pass unclassified (nothing moved).
-      skipped: frames that could not be decoded (the stop event's `unreadable`).
-      seconds: wall time of the loop.
-      started: time.time() when the loop started.
-      first_decision: time.time() when the first frame had been decided (None: no frame).
-      events: {event: count}.
-      stop_reason: why the loop ended.
-    """
-
-    frames: int = 0
-    classified: int = 0
-    skipped_motion: int = 0
-    skipped: int = 0
-    seconds: float = 0.0
-    started: float = 0.0
-    first_decision: float = None
-    events: dict = dataclasses.field(default_factory=dict)
-    stop_reason: str = ""
-
-    @property
-    def fps(self):
-        """Frames read per second of loop time."""
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
 class DoorLoop:
     """Runs frames through the classifier and the policy and carries out the decisions.
 
@@ -82,10 +50,8 @@ class DoorLoop:
       gate: a MotionGate that decides which frames are classified, or None: all of them.
       recognizer: a Recognizer (open-set rejection, required identity) judging each classified frame, or None.
 
-    Attributes (read by the status page, from another thread):
-      alive_at: `clock()` when the loop last handled a frame or a camera gap.
-      camera_lost: why the camera is away, or None while frames come.
-      last_decision: (image, index, Decision) of the last door decision with a frame, or None.
+    Other threads (the status page, MQTT) call only `snapshot`, `subscribe`/`unsubscribe` and
+    `add_reporter`/`remove_reporter`.
     """
 
     def __init__(self, classifier, policy, door, events, snapshots=None, roi=None, status_seconds=5.0,
@@ -98,15 +64,59 @@ class DoorLoop:
         self.roi = roi
         self.status_seconds = status_seconds
         self.clock = clock
-        self.stats = RunStats()
+        self.stats = state.RunStats()
         self.watchdog = service.Watchdog(clock)
         self.gate = gate
         self.recognizer = recognizer
         self.alive_at = clock()
         self.camera_lost = None
-        self.last_decision = None
-        self._last = ("none", 0.0)
+        self._source = None
+        self._running = None
+        self._last = (None, None)
+        self._last_decision = None
+        self._last_animal = None
+        self._fps = 0.0
+        self._reporters = {}
         self._status_at = (0.0, 0)
+
+    def subscribe(self, callback):
+        """Calls `callback(record)` with each event (a dict, DESIGN.md's JSON line) after it is written.
+
+        The callback runs in the loop's thread: it must be quick, and one that raises is logged and skipped.
+        """
+        self.events.subscribe(callback)
+
+    def unsubscribe(self, callback):
+        """Stops calling `callback`; safe when it was never subscribed."""
+        self.events.unsubscribe(callback)
+
+    def add_reporter(self, name, status):
+        """Adds `status()` (a dict; its "warning", if any, is shown and logged) to snapshots as reporters[name]."""
+        self._reporters[name] = status
+
+    def remove_reporter(self, name):
+        """Takes reporter `name` out of the snapshots; safe twice."""
+        self._reporters.pop(name, None)
+
+    def snapshot(self):
+        """Returns the loop's state now as a frozen LoopSnapshot (cheap; safe from any thread)."""
+        s, now = self.stats, self.clock()
+        door_open = bool(self.door.is_open)
+        policy_state = self.policy.state
+        label, score = self._last
+        return state.LoopSnapshot(
+            time=now, running=self._running, stop_reason=s.stop_reason or None,
+            door="open" if door_open else ("locked" if policy_state == LOCKED else "closed"),
+            door_open=door_open, policy_state=policy_state, frames=s.frames, classified=s.classified,
+            skipped_motion=s.skipped_motion,
+            unreadable=self._source.skipped if self._source is not None else s.skipped,
+            events=dict(self.events.counts), events_lost=self.events.failures, fps=self._fps,
+            invoke_ms=self.classifier.invoke_ms, last_label=label, last_score=score,
+            last_decision=self._last_decision, last_animal=self._last_animal, camera_lost=self.camera_lost,
+            seconds_since_frame=now - self.alive_at, motion=state.motion_settings(self.gate),
+            snapshots=self.snapshots.folder if self.snapshots is not None else None, roi=self.roi,
+            reporters={name: state.call_reporter(name, status) for name, status in list(self._reporters.items())},
+        )
 
     def run(self, source, stop, realtime=None, start_reason=""):
         """Runs until the source ends or `stop` is set; returns RunStats.
@@ -122,7 +132,9 @@ class DoorLoop:
             frames = pace(frames, clock=self.clock, sleep=stop.wait)
         ts = source.clock() if source.live else 0.0
         index = None
+        self._source = source
         self.door.close_door()
+        self._running = True
         self.events.write("start", ts, reason=start_reason)
         service.notify("READY=1")
         self.stats.started = time.time()
@@ -192,7 +204,10 @@ class DoorLoop:
         else:
             self.door.close_door()
         if image is not None:
-            self.last_decision = (image, index, decision)
+            self._last_decision = state.DecisionFrame(image, index, *decision)
+        if decision.event in state.VISITOR_EVENTS and decision.label:
+            score = None if decision.score is None else round(float(decision.score), 4)
+            self._last_animal = state.Sighting(decision.label, score, decision.event, round(float(ts), 3), time.time())
         self.events.write(decision.event, ts, index, decision.label, decision.score, decision.reason)
         if self.snapshots is not None and image is not None and decision.event in ("door_open", "denied"):
             self.snapshots.save(image, index, decision.event, decision.label, decision.score, self.roi)
@@ -203,9 +218,8 @@ class DoorLoop:
         since, frames = self._status_at
         if now - since < self.status_seconds:
             return
-        line = (f"{(self.stats.frames - frames) / (now - since):.1f} fps, door {self.policy.state}, "
-                f"last {self._last[0]} {self._last[1]:.2f}, frames {self.stats.frames}, "
-                f"invoke {self.classifier.invoke_ms:.1f} ms")
+        self._fps = (self.stats.frames - frames) / (now - since)
+        line = state.status_line(self.snapshot())
         log.info("status: %s", line)
         service.notify(f"STATUS={line}")
         self._status_at = (now, self.stats.frames)
@@ -216,6 +230,7 @@ class DoorLoop:
         self.door.close_door()
         self.stats.seconds = time.time() - self.stats.started
         self.stats.stop_reason = reason
+        self._running = False
         s = self.stats
         self.events.write("stop", ts, reason=f"{reason}; {s.frames} frames", frames=s.frames, classified=s.classified,
                           skipped_motion=s.skipped_motion, unreadable=s.skipped,
@@ -235,7 +250,8 @@ def run_door(cfg, stop=None, pin_factory=None, observers=None):
       stop: a threading.Event/StopRequest; set it (from a signal handler) to stop.
       pin_factory: a gpiozero pin factory for the door (tests); None: gpiozero's choice.
       observers: None, or a callable (cfg, loop, source) -> context manager that watches the running
-        loop (`tl.device.observe.reporters.open_reporters`: status page, MQTT); the loop never imports them.
+        loop through `snapshot`/`subscribe` (`tl.device.observe.reporters.open_reporters`: status page,
+        MQTT); the loop never imports them.
 
     Returns:
       RunStats.

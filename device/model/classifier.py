@@ -7,18 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tl.device.errors import ModelError
 from tl.device.model import contract
 from tl.device.model.metadata import read_model_info
-from tl.device.model.outputs import find_outputs, read_embedding, read_output
+from tl.device.model.outputs import check_scores, find_outputs, read_embedding, read_output
 from tl.device.model.runtime import make_interpreter
 
 log = logging.getLogger(__name__)
 
 Class = collections.namedtuple("Class", ["id", "label", "score"])
 Class.__doc__ = "One class of a classification result: output index, label and float score."
-
-_INPUT_DTYPES = (np.uint8, np.int8, np.float32)
 
 
 class Classifier:
@@ -54,11 +51,10 @@ class Classifier:
         self.info = read_model_info(self.path, labels_path)
         self.labels = list(self.info.labels)
         input_detail = self.interpreter.get_input_details()[0]
-        _check_input(input_detail, self.path)
+        contract.check_input(input_detail, self.path, self.info.input)
         self.spec = self.info.input or _derive_spec(input_detail, self.path)
-        _check_size(input_detail, self.spec, self.path)
         self.outputs = find_outputs(self.interpreter.get_output_details(), self.info, len(self.labels), self.path)
-        _check_output([self.outputs.scores], len(self.labels), self.path)
+        check_scores(self.outputs.scores, len(self.labels), self.path)
         self.invoke_ms = 0.0
         log.info(
             "model %s: %d classes, input %dx%d %s (%s), variant %s",
@@ -100,46 +96,9 @@ def top_k(scores, labels, k=3):
 
 
 def _derive_spec(input_detail, path):
-    spec = contract.input_spec_from_tensor(input_detail)
+    spec = contract.input_spec_from_tensor(input_detail, path)
     log.warning(
         "model %s carries no input spec; using %dx%d, squash resize, pixel range %s from its input tensor",
         path, spec.width, spec.height, spec.pixel_range,
     )
     return spec
-
-
-def _check_input(detail, path):
-    shape = tuple(int(d) for d in detail["shape"])
-    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
-        raise ModelError(
-            f"model {path}: input shape {shape} is not supported; tl-device needs one (1, H, W, 3) "
-            "RGB image input (re-export the model with tl-convert)"
-        )
-    if not any(np.dtype(detail["dtype"]) == np.dtype(t) for t in _INPUT_DTYPES):
-        raise ModelError(
-            f"model {path}: input type {np.dtype(detail['dtype']).name} is not supported "
-            "(uint8, int8 or float32); re-export it with tl-convert"
-        )
-
-
-def _check_size(detail, spec, path):
-    height, width = (int(d) for d in detail["shape"][1:3])
-    if (height, width) != (spec.height, spec.width):
-        raise ModelError(
-            f"model {path}: its input tensor is {width}x{height} but its info says "
-            f"{spec.width}x{spec.height}; re-export it with tl-convert"
-        )
-
-
-def _check_output(details, num_labels, path):
-    shape = tuple(int(d) for d in details[0]["shape"])
-    if len(shape) != 2 or shape[0] != 1:
-        raise ModelError(
-            f"model {path}: output shape {shape} is not a classifier's (1, classes); "
-            "tl-device runs classification models"
-        )
-    if shape[1] != num_labels:
-        raise ModelError(
-            f"model {path} has {shape[1]} outputs but {num_labels} labels; "
-            "give the labels file that belongs to this model (--labels)"
-        )

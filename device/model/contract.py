@@ -16,6 +16,7 @@ RESIZE_RULES = ("squash", "center_crop")
 # tl-edge models take "0..255" (normalisation inside the model); Google's quantized ImageNet
 # models take "-1..1", which their uint8 input quantization (scale 1/128, zero point 128) encodes.
 PIXEL_RANGES = {"0..255": (0.0, 255.0), "0..1": (0.0, 1.0), "-1..1": (-1.0, 1.0)}
+INPUT_DTYPES = (np.uint8, np.int8, np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,18 +182,42 @@ def guess_pixel_range(input_detail):
     return min(PIXEL_RANGES, key=lambda r: abs(PIXEL_RANGES[r][0] - low) + abs(PIXEL_RANGES[r][1] - high))
 
 
-def input_spec_from_tensor(input_detail):
+def check_input(input_detail, path, spec=None):
+    """Refuses an input tensor tl-edge cannot feed: the one place the input tensor is checked.
+
+    Args:
+      input_detail: `interpreter.get_input_details()[0]`.
+      path: the model file, for messages.
+      spec: the InputSpec the model's info gives, whose size must be the tensor's; None: not compared.
+
+    Raises:
+      ModelError: not one (1, H, W, 3) image input, a type other than uint8/int8/float32, or a size
+        other than the info's; the message names the file and the fix.
+    """
+    shape = tuple(int(d) for d in input_detail["shape"])
+    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+        raise ModelError(f"model {path}: input shape {shape} is not supported; tl-device needs one (1, H, W, 3) "
+                         "RGB image input (re-export the model with tl-convert)")
+    dtype = np.dtype(input_detail["dtype"])
+    if not any(dtype == np.dtype(t) for t in INPUT_DTYPES):
+        raise ModelError(f"model {path}: input type {dtype.name} is not supported (uint8, int8 or float32); "
+                         "re-export it with tl-convert")
+    if spec is not None and (shape[1], shape[2]) != (spec.height, spec.width):
+        raise ModelError(f"model {path}: its input tensor is {shape[2]}x{shape[1]} but its info says "
+                         f"{spec.width}x{spec.height}; re-export it with tl-convert")
+
+
+def input_spec_from_tensor(input_detail, path="(model)"):
     """Derives an InputSpec from an input tensor, for model files that carry none.
 
     The size comes from the tensor's (1, H, W, 3) shape, the resize rule is "squash" and the pixel
     range is guessed from the quantization (see `guess_pixel_range`).
 
     Raises:
-      ModelError: when the tensor is not a (1, H, W, 3) image input.
+      ModelError: when the tensor is not one tl-edge can feed (see `check_input`).
     """
+    check_input(input_detail, path)
     shape = tuple(int(d) for d in input_detail["shape"])
-    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
-        raise ModelError(f"input shape {shape} is not supported; tl-device needs one (1, H, W, 3) image input")
     return InputSpec(height=shape[1], width=shape[2], pixel_range=guess_pixel_range(input_detail))
 
 
@@ -206,10 +231,3 @@ def set_input(interpreter, pixels, pixel_range="0..255"):
     """
     detail = interpreter.get_input_details()[0]
     interpreter.set_tensor(detail["index"], quantize_input(scale_pixels(pixels, pixel_range), detail))
-
-
-def get_scores(interpreter):
-    """Returns the dequantized float scores of the first output, shape (num_classes,)."""
-    detail = interpreter.get_output_details()[0]
-    out = interpreter.get_tensor(detail["index"])
-    return dequantize_output(out, detail)[0].astype(np.float32)

@@ -12,11 +12,14 @@ the writer adds (`openset.npz`: the open-set statistics, see `tl.device.recognit
 import dataclasses
 import io
 import json
+import logging
 import zipfile
 from pathlib import Path
 
 from tl.device.errors import ModelError
 from tl.device.model.contract import InputSpec
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 LABELS_NAME = "labels.txt"
@@ -66,6 +69,36 @@ def read_labels(path):
     if not labels:
         raise ModelError(f"labels file {path} is empty; it needs one class name per line")
     return labels
+
+
+def find_labels(model_path, labels_path=None, required=False):
+    """The labels of a model file that does not carry them: `labels_path`, else labels.txt beside the model.
+
+    The one place that looks for "labels.txt beside the model" (tl-convert's model files, tl-bench's
+    model.keras row).
+
+    Args:
+      model_path: the model file.
+      labels_path: a labels file given by the user (--labels); it wins, and must be readable.
+      required: raise when there is none, instead of returning None.
+
+    Returns:
+      The labels, or None when there is no labels file and they are not required.
+
+    Raises:
+      ModelError: an unreadable or empty labels file, or none found when required (the message says
+        how to give one).
+    """
+    if labels_path is not None:
+        return read_labels(labels_path)
+    beside = Path(model_path).parent / LABELS_NAME
+    if beside.is_file():
+        log.info("labels: %s (beside the model)", beside)
+        return read_labels(beside)
+    if required:
+        raise ModelError(f"model {model_path} carries no labels; pass --labels FILE with one class name per line, "
+                         f"in the model's output order (or put {LABELS_NAME} beside the model)")
+    return None
 
 
 def embed_model_info(model_bytes, info):

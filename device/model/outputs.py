@@ -2,7 +2,8 @@
 
 tl-convert puts the scores first and names the tensors `scores` and `embedding` (and records the
 names in the model's info), so older readers that take output 0 still get scores. Readers here
-do not rely on the order: they look the tensors up by recorded name, then by shape.
+do not rely on the order: they look the tensors up by recorded name, then by shape. The device,
+tl-bench's worker and tl-convert's checks all read outputs through this module.
 """
 
 import collections
@@ -22,7 +23,8 @@ def find_outputs(details, info, num_labels, path):
     Args:
       details: `interpreter.get_output_details()`.
       info: the model's ModelInfo (its extra may name the outputs and the embedding size), or None.
-      num_labels: how many classes the model has (0: an embedding-only model).
+      num_labels: how many classes the model has; 0: an embedding-only model; None: a classifier whose
+        labels are not known (tl-bench measuring latency only), so its scores are the named or the only output.
       path: the model file, for messages.
 
     Raises:
@@ -37,11 +39,13 @@ def find_outputs(details, info, num_labels, path):
     scores = by_name.get(named.get("scores"))
     embedding = by_name.get(named.get("embedding"))
     dim = (extra.get("embedding") or {}).get("dim")
+    if scores is None and num_labels is None:
+        scores = details[0] if len(details) == 1 else _by_width(details, None, "scores (give the labels)", path)
     if scores is None and num_labels:
         scores = details[0] if len(details) == 1 else _by_width(details, num_labels, "scores", path)
     if embedding is None and len(details) > 1 and dim:
         embedding = _by_width([d for d in details if d is not scores], dim, "embedding", path)
-    if embedding is None and not num_labels:
+    if embedding is None and num_labels == 0:
         embedding = details[0] if len(details) == 1 else _by_width(details, dim, "embedding", path)
     return Outputs(scores, embedding)
 
@@ -53,6 +57,26 @@ def _by_width(details, width, what, path):
         raise ModelError(f"model {path}: cannot tell which output holds the {what} (outputs {shapes}); "
                          "re-export it with tl-convert")
     return found[0]
+
+
+def check_scores(detail, num_labels, path):
+    """Refuses a scores output that is not a classifier's (1, classes), or whose classes are not the labels.
+
+    Args:
+      detail: the scores output's details (`Outputs.scores`).
+      num_labels: how many labels the model has; None: not known, so not compared.
+      path: the model file, for messages.
+
+    Raises:
+      ModelError: naming the file and the fix.
+    """
+    shape = tuple(int(d) for d in detail["shape"])
+    if len(shape) != 2 or shape[0] != 1:
+        raise ModelError(f"model {path}: output shape {shape} is not a classifier's (1, classes); "
+                         "tl-device runs classification models")
+    if num_labels is not None and shape[1] != num_labels:
+        raise ModelError(f"model {path} has {shape[1]} outputs but {num_labels} labels; "
+                         "give the labels file that belongs to this model (--labels)")
 
 
 def read_output(interpreter, detail):

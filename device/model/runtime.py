@@ -1,4 +1,5 @@
-"""The one place that chooses a TFLite runtime: ai_edge_litert, then tflite_runtime, then tensorflow.lite."""
+"""The one place that chooses a TFLite runtime (ai_edge_litert, then tflite_runtime, then tensorflow.lite)
+and makes interpreters: `make_interpreter`, from a path or bytes, with threads and the Edge TPU delegate."""
 
 import functools
 import importlib
@@ -6,7 +7,7 @@ import logging
 import platform
 
 from tl.device.errors import ModelError, TLError
-from tl.device.model.metadata import check_tflite
+from tl.device.model.metadata import TFLITE_IDENT, check_tflite
 
 log = logging.getLogger(__name__)
 
@@ -67,27 +68,49 @@ def load_edgetpu_delegate(options=None):
         ) from e
 
 
-def make_interpreter(path, threads=None, edgetpu=None):
-    """Creates and allocates an interpreter for a .tflite file.
+def uses_edgetpu(model, edgetpu=None):
+    """Whether `make_interpreter` loads the Edge TPU delegate: as told, else for a file named *_edgetpu.tflite."""
+    if edgetpu is not None:
+        return bool(edgetpu)
+    return not isinstance(model, (bytes, bytearray, memoryview)) and str(model).endswith("_edgetpu.tflite")
+
+
+def make_interpreter(model, threads=None, edgetpu=None):
+    """Creates and allocates an interpreter for a .tflite file or a model's bytes: every interpreter in tl-edge.
+
+    The device, tl-bench's worker and tl-convert's checks all load models here, so the runtime, the
+    threads and the delegate are chosen the same way everywhere.
 
     Args:
-      path: the model file; refused with its path if it is not a TFLite model.
+      model: the model file (str or Path), or the model itself (bytes, e.g. fresh from the converter);
+        refused, with its name, if it is not a TFLite model.
       threads: CPU threads for the interpreter (None: the runtime's default).
-      edgetpu: use the Edge TPU delegate; None means "when the file name ends in _edgetpu.tflite".
+      edgetpu: use the Edge TPU delegate; None means "when the file name ends in _edgetpu.tflite"
+        (never for bytes).
 
     Returns:
       An allocated interpreter.
+
+    Raises:
+      ModelError: not a TFLite model, or the runtime cannot load it.
+      RuntimeMissingError: no TFLite runtime is installed.
     """
-    check_tflite(path)
-    module, name = runtime_module()
-    if edgetpu is None:
-        edgetpu = str(path).endswith("_edgetpu.tflite")
-    delegates = [load_edgetpu_delegate()] if edgetpu else None
+    in_memory = isinstance(model, (bytes, bytearray, memoryview))
+    if in_memory:
+        model = bytes(model)
+        name = f"({len(model)} bytes in memory)"
+        if len(model) < 16 or model[4:8] != TFLITE_IDENT:
+            raise ModelError(f"model {name} is not a TFLite model (no TFL3 identifier); convert it again")
+        source = {"model_content": model}
+    else:
+        check_tflite(model)
+        name = str(model)
+        source = {"model_path": name}
+    module, runtime = runtime_module()
+    delegates = [load_edgetpu_delegate()] if uses_edgetpu(model, edgetpu) else None
     try:
-        interpreter = module.Interpreter(
-            model_path=str(path), num_threads=threads, experimental_delegates=delegates
-        )
+        interpreter = module.Interpreter(**source, num_threads=threads, experimental_delegates=delegates)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
-        raise ModelError(f"model {path}: {name} cannot load it ({e}); re-export it with tl-convert") from e
+        raise ModelError(f"model {name}: {runtime} cannot load it ({e}); re-export it with tl-convert") from e
     return interpreter

@@ -10,7 +10,9 @@ Topics, under the prefix (`--mqtt-prefix`, default tl-edge/door):
 
 The door never waits for the broker: paho's network thread connects and reconnects with backoff;
 while the broker is away events wait in a bounded queue (the oldest dropped first, counted) and go
-out, in order, when it is back. Credentials come from the config file or the environment
+out, in order, when it is back. A broker that cannot be reached is logged as a warning when it
+happens and reminded of every REMIND_SECONDS while it lasts; the status page and /health say so too
+(the door itself stays healthy). Credentials come from the config file or the environment
 (TL_MQTT_USERNAME, TL_MQTT_PASSWORD, which win), never from the command line.
 """
 
@@ -35,6 +37,7 @@ DISCOVERY_PREFIX = "homeassistant"
 ENV_USERNAME, ENV_PASSWORD = "TL_MQTT_USERNAME", "TL_MQTT_PASSWORD"
 QUEUE_SIZE = 1000  # events kept while the broker is away (a busy porch makes a few hundred a day)
 CLOSE_WAIT_SECONDS = 2.0  # how long stopping waits for the last messages (offline, closed) to go out
+REMIND_SECONDS = 300.0  # while the broker is away, a reminder in the log this often
 
 
 def _paho():
@@ -59,7 +62,10 @@ class MqttPublisher:
 
     Attributes:
       dropped: events dropped because the queue was full.
+      clock: monotonic clock (for how long the broker has been away).
     """
+
+    clock = staticmethod(time.monotonic)
 
     def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, prefix="tl-edge/door", username=None, password=None,
                  queue_size=QUEUE_SIZE, keepalive=30, retry=(1, 30), discovery=DISCOVERY_PREFIX):
@@ -75,6 +81,7 @@ class MqttPublisher:
         self._state = None
         self._connected = False
         self._closed = False
+        self._away = None  # (since, reason, last reminder) while the broker cannot be reached
         self._lock = threading.Lock()
         self._up = threading.Event()  # set while connected
         # A fresh client id per process: a restarted daemon must not take over (and inherit the will of)
@@ -85,6 +92,7 @@ class MqttPublisher:
         client.will_set(self.topic("availability"), "offline", qos=1, retain=True)
         client.reconnect_delay_set(*retry)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         self._client = client
         client.connect_async(host, port, keepalive)
@@ -108,6 +116,7 @@ class MqttPublisher:
             if self._connected and self._send(self.topic("events"), payload):
                 return
             self._enqueue(payload)
+        self._remind()
 
     def publish_state(self, state):
         """Publishes the door state (a dict) to <prefix>/state, retained; only the newest waits for the broker."""
@@ -122,6 +131,16 @@ class MqttPublisher:
         with self._lock:
             return {"connected": self._connected, "queued": len(self._queue), "dropped": self.dropped,
                     "broker": self.broker}
+
+    def warning(self):
+        """A sentence for the status page and /health while the broker cannot be reached, else None."""
+        with self._lock:
+            if self._away is None:
+                return None
+            since, reason, _ = self._away
+            queued, dropped = len(self._queue), self.dropped
+        return (f"MQTT broker {self.broker} unreachable for {self.clock() - since:.0f} s ({reason}); "
+                f"{queued} events queued, {dropped} dropped")
 
     def close(self):
         """Says "offline", waits briefly for the last messages, and disconnects; safe twice.
@@ -160,10 +179,39 @@ class MqttPublisher:
                             self.dropped)
         self._queue.append(payload)
 
+    def _went_away(self, reason):
+        """Notes that the broker cannot be reached; True the first time, or when it starts or stops refusing us."""
+        with self._lock:
+            now, was = self.clock(), self._away
+            self._away = (now, reason, now) if was is None else (was[0], reason, was[2])
+            return was is None or was[1].startswith("refused") != reason.startswith("refused")
+
+    def _remind(self):
+        """Logs a reminder when the broker has been away another REMIND_SECONDS."""
+        with self._lock:
+            if self._away is None or self._closed:
+                return
+            since, reason, reminded = self._away
+            now = self.clock()
+            if now - reminded < REMIND_SECONDS:
+                return
+            self._away = (since, reason, now)
+            queued, dropped = len(self._queue), self.dropped
+        log.warning("MQTT: broker %s still unreachable after %.0f s (%s); %d events queued, %d dropped",
+                    self.broker, now - since, reason, queued, dropped)
+
+    def _on_connect_fail(self, client, userdata):
+        if self._went_away("cannot connect"):
+            log.warning("MQTT: cannot reach the broker %s; the door runs on, events wait (up to %d) and a "
+                        "reminder follows every %.0f s while it lasts", self.broker, self._queue_size, REMIND_SECONDS)
+        self._remind()
+
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
-            log.error("MQTT: broker %s refused the connection: %s; check mqtt_username/mqtt_password "
-                      "(or %s/%s)", self.broker, reason_code, ENV_USERNAME, ENV_PASSWORD)
+            if self._went_away(f"refused: {reason_code}"):
+                log.error("MQTT: broker %s refused the connection: %s; check mqtt_username/mqtt_password "
+                          "(or %s/%s)", self.broker, reason_code, ENV_USERNAME, ENV_PASSWORD)
+            self._remind()
             return
         with self._lock:
             # Events sent but not acknowledged before the last disconnect go first, in their order;
@@ -181,15 +229,17 @@ class MqttPublisher:
                 self._send(self.topic("state"), self._state, retain=True)
             self._connected = True
             self._up.set()
-        log.info("MQTT: connected to %s%s", self.broker, f"; sent {len(backlog)} queued events" if backlog else "")
+            away, self._away = self._away, None
+        back = f" after {self.clock() - away[0]:.0f} s away" if away else ""
+        log.info("MQTT: connected to %s%s%s", self.broker, back, f"; sent {len(backlog)} queued events" if backlog else "")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self._lock:
             was, self._connected = self._connected, False
             self._up.clear()
-        if was and not self._closed:
-            log.warning("MQTT: lost the broker %s (%s); queueing events (up to %d) until it is back",
-                        self.broker, reason_code, self._queue_size)
+        if was and not self._closed and self._went_away(f"lost: {reason_code}"):
+            log.warning("MQTT: lost the broker %s (%s); queueing events (up to %d) until it is back, a reminder "
+                        "every %.0f s while it lasts", self.broker, reason_code, self._queue_size, REMIND_SECONDS)
 
 
 def node_id(prefix):
@@ -217,13 +267,12 @@ def discovery_configs(prefix, node, discovery=DISCOVERY_PREFIX):
             (f"{discovery}/sensor/{node}/last_animal/config", animal)]
 
 
-def state_payload(view):
-    """The retained <prefix>/state message for a LoopView: door, state, last animal (and its score)."""
-    state = view.door_state()
-    animal = view.last_animal() or {}
-    return {"door": "open" if state == "open" else "closed", "state": state,
-            "last_animal": animal.get("label"), "last_score": animal.get("score"),
-            "last_event": animal.get("event"), "time": round(time.time(), 3)}
+def state_payload(snap):
+    """The retained <prefix>/state message for a LoopSnapshot: door, state, last animal (and its score)."""
+    animal = snap.last_animal
+    label, score, event = (animal.label, animal.score, animal.event) if animal else (None, None, None)
+    return {"door": "open" if snap.door_open else "closed", "state": snap.door, "last_animal": label,
+            "last_score": score, "last_event": event, "time": round(time.time(), 3)}
 
 
 def credentials(cfg):
@@ -234,8 +283,12 @@ def credentials(cfg):
 
 
 @contextlib.contextmanager
-def open_publisher(cfg, view):
-    """Runs an MqttPublisher for a RunConfig's --mqtt, fed by a LoopView's events; yields it."""
+def open_publisher(cfg, loop):
+    """Runs an MqttPublisher for a RunConfig's --mqtt, fed by a DoorLoop's events and snapshots; yields it.
+
+    The publisher's status (and its warning while the broker is away) goes into the loop's snapshots
+    as reporters["mqtt"], where the status page, /health, /metrics and the status line read it.
+    """
     host, port = cfg.mqtt
     username, password = credentials(cfg)
     publisher = MqttPublisher(host or DEFAULT_HOST, port or DEFAULT_PORT, cfg.mqtt_prefix, username, password,
@@ -243,14 +296,15 @@ def open_publisher(cfg, view):
 
     def on_event(record):
         publisher.publish_event(record)
-        publisher.publish_state(state_payload(view))
+        publisher.publish_state(state_payload(loop.snapshot()))
 
-    listeners = view.loop.events.listeners
     with publisher:
-        publisher.publish_state(state_payload(view))  # closed: the door was commanded closed when it was made
-        listeners.append(on_event)
-        view.extras["mqtt"] = publisher.status
+        # Closed: the door was commanded closed when it was made.
+        publisher.publish_state(state_payload(loop.snapshot()))
+        loop.subscribe(on_event)
+        loop.add_reporter("mqtt", lambda: {**publisher.status(), "warning": publisher.warning()})
         try:
             yield publisher
         finally:
-            listeners.remove(on_event)
+            loop.unsubscribe(on_event)
+            loop.remove_reporter("mqtt")

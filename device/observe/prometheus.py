@@ -1,11 +1,9 @@
 """/metrics in the Prometheus text format, through prometheus-client (imported when first asked for).
 
-The numbers are read from the LoopView at scrape time (a custom collector), so the door's loop
-never touches a metrics object; process memory, CPU and open files come from prometheus-client's
-own ProcessCollector.
+The numbers are read from one loop snapshot per scrape (a custom collector over the LoopView), so
+the door's loop never touches a metrics object; process memory, CPU and open files come from
+prometheus-client's own ProcessCollector.
 """
-
-
 
 DOOR_STATES = ("open", "closed", "locked")
 
@@ -38,9 +36,10 @@ class _DoorCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         view = self.view
-        counters = view.counters()
-        ok, _ = view.health()
-        state = view.door_state()
+        snap = view.snapshot()
+        counters = snap.counters()
+        ok, _ = view.health(snap)
+        state = snap.door
         yield GaugeMetricFamily("tl_door_open", "1 while the door is commanded open", value=int(state == "open"))
         door = GaugeMetricFamily("tl_door_state", "the door's state (1 for the current one)", labels=["state"])
         for name in DOOR_STATES:
@@ -48,9 +47,9 @@ class _DoorCollector:
         yield door
         yield GaugeMetricFamily("tl_healthy", "1 while /health answers 200", value=int(ok))
         yield GaugeMetricFamily("tl_camera_up", "1 while the camera delivers frames",
-                                value=int(not view.loop.camera_lost))
+                                value=int(not snap.camera_lost))
         yield GaugeMetricFamily("tl_seconds_since_frame", "seconds since the loop last handled a frame",
-                                value=view.loop.clock() - view.loop.alive_at)
+                                value=snap.seconds_since_frame)
         for key, help_text in (("frames", "frames read from the source"),
                                ("classified", "frames the model looked at"),
                                ("skipped_motion", "frames passed over by the motion gate"),
@@ -58,14 +57,13 @@ class _DoorCollector:
                                ("events_lost", "events that could not be written to the events file")):
             yield CounterMetricFamily(f"tl_{key}", help_text, value=counters[key])
         events = CounterMetricFamily("tl_events", "events written, by kind", labels=["event"])
-        for name, count in sorted(view.loop.events.counts.items()):
+        for name, count in sorted(snap.events.items()):
             events.add_metric([name], count)
         yield events
         yield GaugeMetricFamily("tl_invoke_seconds", "duration of the last model invoke",
                                 value=counters["invoke_ms"] / 1000.0)
-        mqtt = view.extras.get("mqtt")
-        if mqtt is not None:
-            info = mqtt()
+        info = snap.reporters.get("mqtt")
+        if info is not None and "connected" in info:
             yield GaugeMetricFamily("tl_mqtt_connected", "1 while connected to the MQTT broker",
                                     value=int(info["connected"]))
             yield GaugeMetricFamily("tl_mqtt_queued", "messages waiting for the broker", value=info["queued"])

@@ -18,12 +18,14 @@ def stall_seconds(fps):
 def open_reporters(cfg, loop, source=None):
     """Starts the reporters `cfg` asks for (--http, --mqtt) on a DoorLoop; stops them on exit.
 
-    Without either, nothing is started and nothing listens to the events.
+    Without either, nothing is started and nothing listens to the events. The reporters see the
+    loop only through `snapshot()`, `subscribe` and `add_reporter`.
 
     Args:
       cfg: the RunConfig.
       loop: the DoorLoop.
-      source: its frame source (for the live count of unreadable frames).
+      source: its frame source (unused: the snapshots count its unreadable frames); `run_door`
+        passes it to every observer.
 
     Yields:
       The LoopView, or None when nothing reports.
@@ -32,12 +34,12 @@ def open_reporters(cfg, loop, source=None):
         yield None
         return
     with contextlib.ExitStack() as stack:
-        view = LoopView(loop, source, stall_seconds=stall_seconds(cfg.fps))
-        stack.callback(view.close)
         if cfg.mqtt is not None:
             from tl.device.observe.mqtt import open_publisher
 
-            stack.enter_context(open_publisher(cfg, view))
+            stack.enter_context(open_publisher(cfg, loop))
+        view = LoopView(loop, stall_seconds=stall_seconds(cfg.fps))
+        stack.callback(view.close)
         if cfg.http is not None:
             from tl.device.observe.status import start_status_server
 

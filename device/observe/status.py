@@ -6,7 +6,10 @@
     GET /status.json  everything the page shows, as JSON
     GET /snapshot.jpg the frame of the last door decision, annotated
 
-It binds 127.0.0.1 unless told otherwise: the page has no password, and it shows the porch.
+HEAD works on each of them. It binds 127.0.0.1 unless told otherwise: the page has no password, and
+it shows the porch. A connection that sends nothing for IDLE_SECONDS is closed, and at most
+MAX_CONNECTIONS are served at once (more are answered 503 and closed), so a stuck or greedy client
+cannot pile up threads in the door's process.
 """
 
 import http.server
@@ -15,11 +18,10 @@ import json
 import logging
 import socket
 import threading
-from pathlib import Path
 
 import cv2
 
-from tl.device.door.events import _SNAPSHOT_NAME, annotate
+from tl.device.door.events import annotate, list_snapshots
 from tl.device.observe.status_page import render_page
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,11 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 JSON_TYPE = "application/json; charset=utf-8"
+IDLE_SECONDS = 5.0  # a connection that sends no request (or no more of it) for this long is closed
+MAX_CONNECTIONS = 16  # served at once; a browser opens a few, Prometheus one
+_BUSY_TEXT = b"too many connections; try again\n"
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+         b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY_TEXT), _BUSY_TEXT))
 
 
 class StatusServer:
@@ -36,20 +43,23 @@ class StatusServer:
       view: the LoopView to show.
       host: address to bind (default 127.0.0.1; anything else logs a warning).
       port: TCP port (default 8080; 0 picks a free one, see `address`).
+      idle_seconds: close a connection that sends nothing for this long.
+      max_connections: connections served at once.
 
     Raises:
       OSError: the address cannot be bound (port in use, no such address).
     """
 
-    def __init__(self, view, host=None, port=None):
+    def __init__(self, view, host=None, port=None, idle_seconds=None, max_connections=None):
         host = host or DEFAULT_HOST
         port = DEFAULT_PORT if port is None else int(port)
         self.view = view
         self._snapshot = _SnapshotCache(view)
         self._metrics = None
         server_class = _Server6 if ":" in host else _Server
-        self._httpd = server_class((host, port), _Handler)
+        self._httpd = server_class((host, port), _Handler, max_connections or MAX_CONNECTIONS)
         self._httpd.status = self
+        self._httpd.idle_seconds = IDLE_SECONDS if idle_seconds is None else float(idle_seconds)
         self.address = self._httpd.server_address[:2]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="tl-status", daemon=True)
@@ -81,7 +91,7 @@ class StatusServer:
         self._thread.join(timeout=5)
 
     def respond(self, path):
-        """Returns (status, content type, body bytes) for a GET of `path`."""
+        """Returns (status, content type, body bytes) for a GET (or, without the body, a HEAD) of `path`."""
         path = path.split("?", 1)[0]
         if path in ("/", "/index.html"):
             page = render_page(self.view.status(), self._snapshot.version())
@@ -89,8 +99,8 @@ class StatusServer:
         if path == "/status.json":
             return 200, JSON_TYPE, _json(self.view.status())
         if path == "/health":
-            ok, problems = self.view.health()
-            body = {"ok": ok, "problems": problems, "door": self.view.door_state(), **self.view.counters()}
+            # Warnings (a broker away) are in the body; the code says only whether the door works.
+            ok, body = self.view.health_body()
             return (200 if ok else 503), JSON_TYPE, _json(body)
         if path == "/metrics":
             return self._metrics_response()
@@ -112,7 +122,36 @@ class StatusServer:
 
 
 class _Server(http.server.ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` of them; the rest are told 503 and closed."""
+
     daemon_threads = True  # a hung browser must not keep the daemon from exiting
+    idle_seconds = IDLE_SECONDS
+
+    def __init__(self, address, handler, max_connections=MAX_CONNECTIONS):
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            log.debug("status page: %s refused, %s", client_address[0], "too many connections")
+            try:
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Server6(_Server):
@@ -122,18 +161,30 @@ class _Server6(_Server):
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "tl-device"
 
+    def setup(self):
+        # StreamRequestHandler applies `timeout` to the socket: a silent client is dropped after it.
+        self.timeout = self.server.idle_seconds
+        super().setup()
+
     def do_GET(self):
+        self._answer(send_body=True)
+
+    def do_HEAD(self):
+        self._answer(send_body=False)
+
+    def _answer(self, send_body):
         try:
             status, kind, body = self.server.status.respond(self.path)
         except Exception:  # a bug in a page must not kill the server thread
-            log.exception("status page: GET %s failed", self.path)
+            log.exception("status page: %s %s failed", self.command, self.path)
             status, kind, body = 500, "text/plain; charset=utf-8", b"internal error; see the daemon's log\n"
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        self.wfile.write(body)
+        if send_body:
+            self.wfile.write(body)
 
     def log_message(self, format, *args):
         log.debug("%s %s", self.address_string(), format % args)
@@ -150,36 +201,37 @@ class _SnapshotCache:
 
     def version(self):
         """A token that changes with the picture /snapshot.jpg serves; None when there is none."""
-        last = self.view.loop.last_decision
+        snap = self.view.snapshot()
+        last = snap.last_decision
         if last is not None:
-            return f"{last[1]}-{id(last[0])}"
-        newest = _newest_snapshot_path(self.view.loop.snapshots)
+            return f"{last.frame}-{id(last.image)}"
+        newest = _newest_snapshot_path(snap.snapshots)
         return newest.name if newest is not None else None
 
     def jpeg(self):
         """JPEG bytes of the last decision's frame, else of the newest snapshot file, else None."""
-        last = self.view.loop.last_decision
+        snap = self.view.snapshot()
+        last = snap.last_decision
         if last is None:
-            return _newest_snapshot(self.view.loop.snapshots)
-        image, index, decision = last
+            return _newest_snapshot(snap.snapshots)
         with self._lock:
-            if self._key != (id(image), index):
-                framed = annotate(image, decision.event, decision.label, decision.score, self.view.loop.roi)
+            if self._key != (id(last.image), last.frame):
+                framed = annotate(last.image, last.event, last.label, last.score, snap.roi)
                 ok, data = cv2.imencode(".jpg", framed, [cv2.IMWRITE_JPEG_QUALITY, 85])
-                self._key, self._data = (id(image), index), data.tobytes() if ok else None
+                self._key, self._data = (id(last.image), last.frame), data.tobytes() if ok else None
             return self._data
 
 
-def _newest_snapshot_path(snapshots):
+def _newest_snapshot_path(folder):
     # After a restart there is no decision in memory yet; the newest file on disk is the next best.
-    if snapshots is None:
+    if folder is None:
         return None
-    names = sorted(p.name for p in Path(snapshots.folder).iterdir() if _SNAPSHOT_NAME.match(p.name))
-    return Path(snapshots.folder) / names[-1] if names else None
+    paths = list_snapshots(folder)
+    return paths[-1] if paths else None
 
 
-def _newest_snapshot(snapshots):
-    path = _newest_snapshot_path(snapshots)
+def _newest_snapshot(folder):
+    path = _newest_snapshot_path(folder)
     try:
         return path.read_bytes() if path is not None else None
     except OSError:  # pruned between listing and reading

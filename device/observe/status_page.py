@@ -94,8 +94,8 @@ def _numbers_card(status):
          f'heartbeat {motion["heartbeat_seconds"]:g} s',
          "motion"),
     ]
-    mqtt = status["extras"].get("mqtt")
-    if mqtt:
+    mqtt = status["reporters"].get("mqtt")
+    if mqtt and "connected" in mqtt:
         state = "connected" if mqtt["connected"] else "not connected"
         text = f'{state} to {mqtt["broker"]}, {mqtt["queued"]} queued, {mqtt["dropped"]} dropped'
         rows.append(("MQTT", text, "mqtt"))

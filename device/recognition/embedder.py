@@ -45,7 +45,8 @@ class Embedder:
         self.interpreter = make_interpreter(self.path, threads=threads, edgetpu=edgetpu)
         self.info = _model_info(self.path)
         detail = self.interpreter.get_input_details()[0]
-        self.spec = self.info.input or contract.input_spec_from_tensor(detail)
+        contract.check_input(detail, self.path, self.info.input)
+        self.spec = self.info.input or contract.input_spec_from_tensor(detail, self.path)
         num_labels = 0 if self.info.task == "embedding" else len(self.info.labels)
         self.output = find_outputs(self.interpreter.get_output_details(), self.info, num_labels, self.path).embedding
         if self.output is None:
