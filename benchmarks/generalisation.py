@@ -145,11 +145,60 @@ def full_run(train, val, shift, unknown, views, scale, prior, seed=0):
     return out
 
 
+def device_check(model, data):
+    """The converted model through the device's code on single photos: pets/val accuracy, shift at the
+    model's own operating points, open-set keep rate, and the unknowns (coral non-pets, noise, colours)."""
+    from tl.device.model.classifier import Classifier
+    from tl.device.model.image import load_image
+    from tl.device.model.metadata import read_operating_points
+    from tl.device.recognition.recognizer import openset_for
+
+    clf = Classifier(model)
+    ops = read_operating_points(model)
+    th = np.array([ops.get(c, 0.8) for c in clf.labels])
+    oset = openset_for(clf)
+    out = {"model": str(model), "operating_points": ops}
+    for name in ("pets/val", "shift"):
+        ds = scan_folder(Path(data) / name, classes=clf.labels)
+        y, top, ok, known = [], [], [], []
+        for smp in ds.samples:
+            scores = clf.classify_image(load_image(smp.path))
+            t = int(np.argmax(scores))
+            y.append(smp.label), top.append(t), ok.append(scores[t] >= th[t])
+            known.append(not oset.check(scores, clf.embedding()).unknown if oset else True)
+        y, top, ok, known = map(np.array, (y, top, ok, known))
+        dog = clf.labels.index("dog")
+        said_dog = (top == dog) & ok
+        pets = (y != clf.labels.index("other")) & (top == y)
+        out[name] = {"accuracy": float((top == y).mean()), "dog_recall_at_op": float(said_dog[y == dog].mean()),
+                     "non_dog_as_dog_at_op": float(said_dog[y != dog].mean()), "non_dog": int((y != dog).sum()),
+                     "openset_keep_correct_dogs_cats": float(known[pets].mean()),
+                     "dog_at_op_and_known": float((said_dog & known)[y == dog].mean()),
+                     "non_dog_as_dog_at_op_and_known": float((said_dog & known)[y != dog].mean())}
+    rng = np.random.default_rng(0)
+    unknown = [load_image(Path(data) / "coral/images" / n) for n in ("bird.png", "owl.jpg", "parrot.jpg", "grace_hopper.png")]
+    unknown += [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(4)]
+    unknown += [np.full((240, 320, 3), c, np.uint8) for c in ((0, 0, 0), (255, 255, 255), (128, 128, 128), (200, 60, 40))]
+    as_dog = 0
+    for rgb in unknown:
+        scores = clf.classify_image(rgb)
+        t = int(np.argmax(scores))
+        as_dog += int(clf.labels[t] == "dog" and scores[t] >= th[t])
+    out["unknowns_as_dog_at_op"] = f"{as_dog} of {len(unknown)}"
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--model", nargs="*", help="Instead of the study: check these converted .tflite files on the device path")
     args = ap.parse_args()
+    if args.model:
+        checks = [device_check(m, args.data) for m in args.model]
+        (HERE / "generalisation_device.json").write_text(json.dumps(checks, indent=1))
+        print(json.dumps(checks, indent=1))
+        return
     from tl.train.quiet import import_tensorflow
 
     import_tensorflow()

@@ -117,6 +117,20 @@ def test_int8_is_full_integer_with_uint8_io_and_says_how_it_was_calibrated(conve
     assert info.extra["calibration"]["per_class"] == {"blue": 12, "green": 12, "red": 12}
 
 
+def test_operating_points_travel_from_train_json_into_every_file(converted):
+    from tl.device.model.metadata import read_operating_points
+
+    source, _ = converted
+    recorded = json.loads((source.path / "train.json").read_text())["operating_points"]
+    for variant in VARIANTS:
+        path = source.out_dir / file_name(variant)
+        points = read_operating_points(path)
+        assert points == recorded["thresholds"] and set(points) == {"blue", "green", "red"}
+        assert all(0.5 <= t <= 1.0 for t in points.values())
+        calib = read_model_info(path).calibration
+        assert calib["target"] == recorded["target"] and calib["temperature"] > 0
+
+
 def test_report_table_and_sidecar(converted):
     source, outcome = converted
     report = json.loads((source.out_dir / CONVERT_JSON).read_text())

@@ -168,7 +168,7 @@ def from_run(cfg, data, model, spec, labels, val_scores):
     stats = compute_stats(x_train, data.y_train_orig, labels, cfg.seed, val_scores, meta,
                           views=[data.x_train_views[v] for v in views],
                           quantile=DOOR_QUANTILE if views else DEFAULT_QUANTILE)
-    stats.meta["validation"] = validation_check(stats, x_val, data.y_val, val_scores)
+    stats.meta["validation"] = validation_check(stats, x_val, data.y_val, val_scores, stats.meta["default_quantile"])
     return stats
 
 

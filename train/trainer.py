@@ -35,7 +35,7 @@ class TrainConfig:
     seed: int = 0
     backbone: BackboneSpec = dataclasses.field(default_factory=BackboneSpec)
     resize: str = "squash"
-    views: tuple = ("orig", "flip", "ir", "small")
+    views: tuple = ("orig", "flip")
     head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
     fine_tune_layers: int = 0
     fine_tune_epochs: int = 5
@@ -138,7 +138,9 @@ class TrainingData:
 
 def embed_data(cfg, train_set, val_set, extract, spec, cache):
     """Embeds the training (all views) and validation images, splitting when there is no --val-dir."""
-    emb = embed_samples(train_set.samples, cfg.views, extract, spec, cache, desc="train embeddings")
+    # The door-camera views are embedded for the open-set radii (tl.train.openset) even when not trained on.
+    views = tuple(dict.fromkeys((*cfg.views, *openset.DOOR_VIEWS)))
+    emb = embed_samples(train_set.samples, views, extract, spec, cache, desc="train embeddings")
     y_all = _usable(train_set, emb, f"DATA_DIR {cfg.data_dir}")
     skipped, hits, misses = train_set.skipped + emb.skipped, emb.hits, emb.misses
     kept = [train_set.samples[i] for i in emb.kept]
@@ -158,7 +160,7 @@ def embed_data(cfg, train_set, val_set, extract, spec, cache):
         y_train=np.tile(y_all[tr], len(cfg.views)),
         x_train_orig=emb.vectors["orig"][tr],
         y_train_orig=y_all[tr],
-        x_train_views={v: emb.vectors[v][tr] for v in cfg.views},
+        x_train_views={v: emb.vectors[v][tr] for v in views},
         x_val=x_val,
         y_val=y_val,
         train_samples=[kept[i] for i in tr],
