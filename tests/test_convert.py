@@ -56,6 +56,10 @@ def make_tiny_run(run_dir, train_dir, val_dir, size=SIZE):
         "input": spec.to_dict(),
         "data": {"train_dir": str(train_dir), "val_dir": str(val_dir), "val_files": None},
         "backbone": {"name": "tiny_cnn", "alpha": 1.0, "weights": None, "embedding_dim": int(emb.shape[1])},
+        # What tl-train records (tl.train.calibration): the temperature is already in the weights.
+        "calibration": {"method": "temperature", "temperature": 1.0},
+        "operating_points": {"target": 0.01, "floor": 0.5, "source": "test",
+                             "thresholds": {c: 0.5 + 0.1 * i for i, c in enumerate(data.classes)}},
     }
     (run_dir / "train.json").write_text(json.dumps(record))
     return run_dir
