@@ -80,6 +80,7 @@ class Graph:
     prefix: str = CLASSIFIER
     task: str = "classification"
     finish: object = None
+    scores: dict = None
 
 
 def run(source, options, echo=print):
@@ -168,6 +169,8 @@ def export_graph(graph, spec, quantizations, calibration, out_dir, extra, progre
                 info_extra.update(io=q.io, calibration=calibration.summary())
             info = export.model_info(graph.labels, spec, q.variant, info_extra, task=graph.task)
             info.files = files
+            if graph.scores:
+                info.operating_points, info.calibration = graph.scores["operating_points"], graph.scores["calibration"]
             path = out_dir / file_name(q.variant, graph.prefix)
             export.write_model(path, model_bytes, info)
             timings[f"convert_{graph.prefix}_{q.variant}_s"] = round(time.perf_counter() - t, 1)
@@ -179,17 +182,36 @@ def _graphs(source, reference, spec, options, calibration, evalset):
     """The classifier Graph (with an embedding output when there are open-set statistics or --embedding)
     and the embedder Graph (with --embedding, else None)."""
     stats = oset.load_run_stats(source) if options.openset else None
+    scores = run_scores(source)
     if stats is None and not options.embedding:
-        return Graph(reference, source.labels), None
+        return Graph(reference, source.labels, scores=scores), None
     if reference.keras_model is None:
         raise DataError(f"--embedding needs a Keras model (.keras/.h5 or a tl-train RUN_DIR); {source.model_path} "
                         "is a SavedModel")
     both, embedder = build_graphs(reference.keras_model, source.model_path, spec)
     pixels = calibration.pixels if calibration is not None else evalset.pixels
-    graph = Graph(both, source.labels, finish=oset.classifier_finish(both, stats, pixels))
+    graph = Graph(both, source.labels, finish=oset.classifier_finish(both, stats, pixels), scores=scores)
     if not options.embedding:
         return graph, None
     return graph, Graph(embedder, source.labels, EMBEDDER, "embedding", oset.embedder_finish(embedder, stats))
+
+
+def run_scores(source):
+    """The calibration and operating points a tl-train run recorded (train.json), or None.
+
+    The temperature is already inside the model's weights; this carries the thresholds chosen on the
+    run's held-out images, and how, into each converted file.
+    """
+    record = source.run.record if source.run is not None else {}
+    ops = record.get("operating_points")
+    if not ops or not ops.get("thresholds"):
+        return None
+    temperature = record.get("calibration") or {}
+    return {"operating_points": dict(ops["thresholds"]),
+            "calibration": {"temperature": temperature.get("temperature"), "method": temperature.get("method"),
+                            "target": ops.get("target"), "floor": ops.get("floor"), "source": ops.get("source"),
+                            "per_class": ops.get("per_class"), "note": "temperature folded into the model's logits; "
+                            "each threshold: at most `target` of held-out images of other classes reach it"}}
 
 
 def _evaluation_set(source, spec, options, calibration, echo):

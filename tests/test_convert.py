@@ -56,6 +56,10 @@ def make_tiny_run(run_dir, train_dir, val_dir, size=SIZE):
         "input": spec.to_dict(),
         "data": {"train_dir": str(train_dir), "val_dir": str(val_dir), "val_files": None},
         "backbone": {"name": "tiny_cnn", "alpha": 1.0, "weights": None, "embedding_dim": int(emb.shape[1])},
+        # What tl-train records (tl.train.calibration): the temperature is already in the weights.
+        "calibration": {"method": "temperature", "temperature": 1.0},
+        "operating_points": {"target": 0.01, "floor": 0.5, "source": "test",
+                             "thresholds": {c: 0.5 + 0.1 * i for i, c in enumerate(data.classes)}},
     }
     (run_dir / "train.json").write_text(json.dumps(record))
     return run_dir
@@ -115,6 +119,20 @@ def test_int8_is_full_integer_with_uint8_io_and_says_how_it_was_calibrated(conve
     assert info.extra["io"] == "uint8"
     assert info.extra["calibration"]["samples"] == 36
     assert info.extra["calibration"]["per_class"] == {"blue": 12, "green": 12, "red": 12}
+
+
+def test_operating_points_travel_from_train_json_into_every_file(converted):
+    from tl.device.model.metadata import read_operating_points
+
+    source, _ = converted
+    recorded = json.loads((source.path / "train.json").read_text())["operating_points"]
+    for variant in VARIANTS:
+        path = source.out_dir / file_name(variant)
+        points = read_operating_points(path)
+        assert points == recorded["thresholds"] and set(points) == {"blue", "green", "red"}
+        assert all(0.5 <= t <= 1.0 for t in points.values())
+        calib = read_model_info(path).calibration
+        assert calib["target"] == recorded["target"] and calib["temperature"] > 0
 
 
 def test_report_table_and_sidecar(converted):

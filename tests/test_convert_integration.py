@@ -31,7 +31,8 @@ def test_real_model_converts_to_every_variant_and_int8_keeps_its_accuracy(shared
     assert v["float32"]["agreement"] == 1.0 and v["float32"]["max_abs_diff"] < 1e-4
     assert v["float16"]["agreement"] >= 0.97
     # MobileNetV2 1.0 with a small head: about 2.7 MB as int8, a quarter of float32.
-    assert v["int8"]["bytes"] <= 3.0e6 and v["int8"]["bytes"] < 0.35 * v["float32"]["bytes"]
+    # MobileNetV2 (2.8 MB) plus the ImageNet top of the dog prior (1280x1000 int8, 1.3 MB).
+    assert v["int8"]["bytes"] <= 4.5e6 and v["int8"]["bytes"] < 0.35 * v["float32"]["bytes"]
     # A head trained on 120 photos is unsure about a few images (val accuracy ~80%), and int8 noise
     # (pooled-feature cosine ~0.97 to float) flips some of those; the full pets model agrees 100%
     # (benchmarks/quantization.md). Here: most images agree and accuracy holds.

@@ -76,7 +76,8 @@ def test_second_run_reuses_the_cache_and_is_reproducible(tiny_run, colour_data, 
     result = run_cli([train, "--out", tmp_path / "again", "--val-dir", val, "--cache-dir", cache, *TINY])
     assert result.exit_code == 0, result.output
     rec = json.loads((tmp_path / "again" / "train.json").read_text())
-    assert rec["data"]["cache"]["misses"] == 0 and rec["data"]["cache"]["hits"] == 36 * 2 + 12
+    # orig, flip (training rows) and the door views ir, small (open-set radii) of 36 images, plus 12 val originals.
+    assert rec["data"]["cache"]["misses"] == 0 and rec["data"]["cache"]["hits"] == 36 * 4 + 12
     first = json.loads((out / "train.json").read_text())
     assert rec["metrics"] == first["metrics"]  # same seed, same data: same result
 

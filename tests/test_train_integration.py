@@ -24,3 +24,10 @@ def test_real_training_on_a_petsslice_folder(shared_pets, imagenet_weights, tmp_
     assert rec["data"]["val_counts"] == {"cat": 15, "dog": 15, "other": 15}
     # Chance is 1/3; ImageNet features separate these classes easily.
     assert rec["metrics"]["val"]["accuracy"] >= 0.75
+    # Calibrated on the held-out images, with an operating point per class and the ImageNet dog prior.
+    assert rec["calibration"]["nll_after"] <= rec["calibration"]["nll_before"] + 1e-6
+    ops = rec["operating_points"]
+    assert set(ops["thresholds"]) == {"cat", "dog", "other"} and ops["target"] == 0.01
+    assert ops["per_class"]["dog"]["false_share"] <= 0.01 + 1e-9
+    assert rec["imagenet_prior"]["scale"] > 0
+    assert rec["openset"]["radius_views"] == ["orig", "ir", "small"]

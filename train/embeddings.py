@@ -15,8 +15,12 @@ from tl.device.errors import ConfigError, ImageError
 from tl.device.model.contract import prepare_image
 from tl.device.model.image import decode_image
 
-VIEWS = ("orig", "flip", "crop")
+VIEWS = ("orig", "flip", "crop", "ir", "small")
 CROP_FRACTION = 0.8  # the "crop" view zooms in on the central 80 % (a mild scale augmentation)
+# Door-camera views: "ir" is the night camera (monochrome, flat contrast, sensor noise, soft focus);
+# "small" is a subject farther away, off-centre, in a blurred context made of its own surroundings.
+IR_CONTRAST, IR_NOISE = 0.55, 8.0
+SMALL_SCALE = 0.55
 
 
 def default_cache_dir():
@@ -47,7 +51,36 @@ def view_image(rgb, view, spec):
     img = prepare_image(rgb, spec)
     if view == "flip":
         img = np.ascontiguousarray(img[:, ::-1])
+    elif view == "ir":
+        img = infrared_view(img)
+    elif view == "small":
+        img = small_view(img)
     return img
+
+
+def infrared_view(img):
+    """A night-camera rendering: luma only, contrast flattened toward the mean, blurred, with fixed sensor noise."""
+    import cv2
+
+    gray = img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    gray = cv2.GaussianBlur(gray, (3, 3), 0)
+    gray = gray.mean() + IR_CONTRAST * (gray - gray.mean()) + 20.0
+    # Fixed seed: the same view every time, so the cached embedding stays valid.
+    gray += np.random.default_rng(0).normal(0.0, IR_NOISE, gray.shape).astype(np.float32)
+    return np.repeat(np.clip(gray, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def small_view(img):
+    """The subject shrunk to SMALL_SCALE and placed low and off-centre on a blurred, darker copy of the frame."""
+    import cv2
+
+    h, w = img.shape[:2]
+    sh, sw = max(1, round(h * SMALL_SCALE)), max(1, round(w * SMALL_SCALE))
+    k = 2 * (max(h, w) // 16) + 1
+    out = (cv2.GaussianBlur(img, (k, k), 0).astype(np.float32) * 0.8).astype(np.uint8)
+    y0, x0 = h - sh - h // 20, (w - sw) // 6
+    out[y0 : y0 + sh, x0 : x0 + sw] = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
+    return out
 
 
 class EmbeddingCache:

@@ -18,6 +18,8 @@ class HeadConfig:
       patience: epochs without validation-loss improvement before stopping.
       batch_size, learning_rate: Adam's settings.
       class_weights: weight classes inversely to their frequency (imbalanced folders).
+      prior_scale: weight of the ImageNet dog margin added to the dog class's logit (tl.train.prior:
+        a product of experts with the backbone's own 1000-class top); 0 leaves it out.
     """
 
     dropout: float = 0.2
@@ -29,25 +31,48 @@ class HeadConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     class_weights: bool = True
+    prior_scale: float = 0.0
 
 
-def build_head(dim, num_classes, cfg, seed=0):
-    """Builds the head as a model from a (dim,) embedding to softmax scores."""
+def build_head(dim, num_classes, cfg, seed=0, prior=None, prior_dogs=()):
+    """Builds the head as a model from a (dim,) embedding to softmax scores.
+
+    Args:
+      prior: (kernel, bias) of the ImageNet top (tl.train.prior), or None.
+      prior_dogs: indices of the classes whose logit gets cfg.prior_scale x the ImageNet dog margin
+        (when prior is given and cfg.prior_scale > 0).
+    """
     import keras
 
     reg = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
     init = keras.initializers.GlorotUniform(seed=seed)
-    layers = [keras.Input((dim,), name="embedding"), keras.layers.Dropout(cfg.dropout, seed=seed, name="dropout")]
+    inputs = keras.Input((dim,), name="embedding")
+    x = keras.layers.Dropout(cfg.dropout, seed=seed, name="dropout")(inputs)
     if cfg.hidden:
-        layers += [
-            keras.layers.Dense(cfg.hidden, activation="relu", kernel_regularizer=reg, kernel_initializer=init, name="hidden"),
-            keras.layers.Dropout(cfg.dropout, seed=seed + 1, name="hidden_dropout"),
-        ]
+        x = keras.layers.Dense(cfg.hidden, activation="relu", kernel_regularizer=reg, kernel_initializer=init, name="hidden")(x)
+        x = keras.layers.Dropout(cfg.dropout, seed=seed + 1, name="hidden_dropout")(x)
     # float32 output even under mixed precision, so softmax stays numerically sound.
-    layers.append(
-        keras.layers.Dense(num_classes, activation="softmax", kernel_regularizer=reg, kernel_initializer=init, dtype="float32", name="scores")
-    )
-    return keras.Sequential(layers, name="head")
+    logits = keras.layers.Dense(num_classes, kernel_regularizer=reg, kernel_initializer=init, dtype="float32",
+                                name="logits")(x)
+    if prior is not None and cfg.prior_scale > 0 and prior_dogs:
+        from tl.train.prior import prior_branch
+
+        offset = prior_branch(inputs, prior[0], prior[1], cfg.prior_scale, num_classes, prior_dogs)
+        logits = keras.layers.Add(name="with_prior", dtype="float32")([logits, offset])
+    out = keras.layers.Softmax(name="scores", dtype="float32")(logits)
+    return keras.Model(inputs, out, name="head")
+
+
+TEMPERATURE_LAYERS = ("logits", "imagenet_prior")  # every linear path into the softmax
+
+
+def fold_temperature(head, temperature):
+    """Divides every logit path of the head by T (Dense kernels and biases): its softmax is then calibrated."""
+    names = {layer.name for layer in head.layers}
+    for name in TEMPERATURE_LAYERS:
+        if name in names:
+            layer = head.get_layer(name)
+            layer.set_weights([w / np.float32(temperature) for w in layer.get_weights()])
 
 
 def compile_model(model, learning_rate, label_smoothing, steps_per_execution=1):

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 MAX_PROTOTYPES = 8  # per class: enough for a few modes (breeds, poses, night shots), small in the model
 IMAGES_PER_PROTOTYPE = 10  # fewer images per centre and a centre describes single photos, not the class
 FOLDS = 5
+# Radii from held-out distances of the originals *and* their door-camera views (tl.train.embeddings):
+# what a new camera does to a known class. With them, this quantile keeps new-source dogs and cats
+# (benchmarks/generalisation.md); the classifier's operating point keeps the unknowns out.
+DOOR_VIEWS = ("ir", "small")
+DOOR_QUANTILE = 0.99
 KMEANS_ITERATIONS = 30
 
 
@@ -69,22 +74,28 @@ def class_prototypes(x, y, n_classes, seed=0):
     return np.concatenate(protos), np.array(owner, np.int64)
 
 
-def held_out_distances(x, y, n_classes, seed=0, folds=FOLDS):
+def held_out_distances(x, y, n_classes, seed=0, folds=FOLDS, views=()):
     """Each image's cosine distance to its class's nearest prototype, fitted without the image's fold.
 
+    Args:
+      views: further (n, D) unit embeddings of the same images under other views (door-camera
+        renderings); their held-out distances follow the originals'.
+
     Returns:
-      (n,) distances; NaN for an image alone in its class.
+      (n * (1 + len(views)),) distances; NaN for an image alone in its class.
     """
     rng = np.random.default_rng(seed)
-    out = np.full(len(x), np.nan, np.float32)
+    sets = [x, *views]
+    out = np.full((len(sets), len(x)), np.nan, np.float32)
     for c in range(n_classes):
         idx = rng.permutation(np.where(y == c)[0])
         k = min(folds, len(idx))
         for f in range(k if len(idx) > 1 else 0):
             held, rest = idx[f::k], np.setdiff1d(idx, idx[f::k])
             centres = spherical_kmeans(x[rest], prototype_count(len(rest)), seed + c)
-            out[held] = 1.0 - (x[held] @ centres.T).max(1)
-    return out
+            for i, v in enumerate(sets):
+                out[i, held] = 1.0 - (v[held] @ centres.T).max(1)
+    return out.reshape(-1)
 
 
 def class_radii(distances, y, n_classes, quantiles=QUANTILES):
@@ -109,14 +120,21 @@ def softmax_floors(val_scores, quantiles=QUANTILES):
     return np.quantile(top, 1.0 - np.asarray(quantiles)).astype(np.float32)
 
 
-def compute_stats(x, y, labels, seed=0, val_scores=None, meta=None):
-    """OpenSetStats of embeddings `x` (n, D) with labels `y`; `val_scores` feed the max-softmax fallback."""
+def compute_stats(x, y, labels, seed=0, val_scores=None, meta=None, views=(), quantile=DEFAULT_QUANTILE):
+    """OpenSetStats of embeddings `x` (n, D) with labels `y`; `val_scores` feed the max-softmax fallback.
+
+    Args:
+      views: (n, D) embeddings of the same images under door-camera views: their held-out distances
+        widen the radii to what a new camera does to a known class (prototypes stay on the originals).
+      quantile: the default quantile recorded for the device.
+    """
     x, y = normalise(x), np.asarray(y, np.int64)
+    views = [normalise(v) for v in views]
     n = len(labels)
     prototypes, owner = class_prototypes(x, y, n, seed)
-    radii = class_radii(held_out_distances(x, y, n, seed), y, n)
+    radii = class_radii(held_out_distances(x, y, n, seed, views=views), np.tile(y, 1 + len(views)), n)
     counts = {c: int(np.sum(y == i)) for i, c in enumerate(labels)}
-    info = {"default_quantile": DEFAULT_QUANTILE, "folds": FOLDS, "counts": counts, "metric": "cosine",
+    info = {"default_quantile": quantile, "folds": FOLDS, "counts": counts, "metric": "cosine",
             "rule": "unknown when the distance to the predicted class's nearest prototype exceeds its radius",
             **(meta or {})}
     return OpenSetStats(tuple(labels), prototypes, owner, np.array(QUANTILES, np.float32), radii,
@@ -141,12 +159,16 @@ def validation_check(stats, x_val, y_val, val_scores, quantile=DEFAULT_QUANTILE)
 def from_run(cfg, data, model, spec, labels, val_scores):
     """The run's statistics: from the cached embeddings, or (after fine-tuning) from the fine-tuned backbone."""
     x_train, x_val, source = data.x_train_orig, data.x_val, "cached frozen-backbone embeddings, original view"
+    views = [v for v in DOOR_VIEWS if v in data.x_train_views]
     if cfg.fine_tune_layers > 0:
         # Fine-tuning moved the backbone: the cached embeddings no longer describe the model.
         x_train, x_val = _pooled(model, data.train_samples, spec), _pooled(model, data.val_samples, spec)
-        source = "fine-tuned backbone embeddings, original view"
-    stats = compute_stats(x_train, data.y_train_orig, labels, cfg.seed, val_scores, {"source": source})
-    stats.meta["validation"] = validation_check(stats, x_val, data.y_val, val_scores)
+        source, views = "fine-tuned backbone embeddings, original view", []
+    meta = {"source": source, "radius_views": ["orig", *views]}
+    stats = compute_stats(x_train, data.y_train_orig, labels, cfg.seed, val_scores, meta,
+                          views=[data.x_train_views[v] for v in views],
+                          quantile=DOOR_QUANTILE if views else DEFAULT_QUANTILE)
+    stats.meta["validation"] = validation_check(stats, x_val, data.y_val, val_scores, stats.meta["default_quantile"])
     return stats
 
 

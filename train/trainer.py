@@ -15,9 +15,10 @@ from tl.device.data.metrics import classification_report
 from tl.device.errors import DataError
 from tl.device.model.contract import InputSpec
 from tl.train import artifacts, openset, report
+from tl.train import calibration as cal
 from tl.train.backbones import BackboneSpec, build_backbone
 from tl.train.embeddings import EmbeddingCache, default_cache_dir, embed_samples, view_image
-from tl.train.head import HeadConfig, build_head, epoch_bar, train_head
+from tl.train.head import HeadConfig, build_head, epoch_bar, fold_temperature, train_head
 from tl.train.split import stratified_split
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class TrainConfig:
     cache_dir: Path = None
     strategy: str = "auto"
     mixed_precision: bool = False
+    operating_target: float = cal.DEFAULT_TARGET
+    imagenet_top: Path = None
 
     def to_json(self):
         d = dataclasses.asdict(self)
@@ -112,6 +115,7 @@ class TrainingData:
     Attributes:
       x_train, y_train: one row per training image and view (views stacked).
       x_train_orig, y_train_orig: the original view only, one row per training image.
+      x_train_views: {view: rows aligned with x_train_orig} for every view.
       x_val, y_val: validation rows (original view).
       train_samples, val_samples: the decodable files, aligned with the *_orig and val rows.
       skipped: every file left out, and why.
@@ -122,6 +126,7 @@ class TrainingData:
     y_train: np.ndarray
     x_train_orig: np.ndarray
     y_train_orig: np.ndarray
+    x_train_views: dict
     x_val: np.ndarray
     y_val: np.ndarray
     train_samples: list
@@ -133,7 +138,9 @@ class TrainingData:
 
 def embed_data(cfg, train_set, val_set, extract, spec, cache):
     """Embeds the training (all views) and validation images, splitting when there is no --val-dir."""
-    emb = embed_samples(train_set.samples, cfg.views, extract, spec, cache, desc="train embeddings")
+    # The door-camera views are embedded for the open-set radii (tl.train.openset) even when not trained on.
+    views = tuple(dict.fromkeys((*cfg.views, *openset.DOOR_VIEWS)))
+    emb = embed_samples(train_set.samples, views, extract, spec, cache, desc="train embeddings")
     y_all = _usable(train_set, emb, f"DATA_DIR {cfg.data_dir}")
     skipped, hits, misses = train_set.skipped + emb.skipped, emb.hits, emb.misses
     kept = [train_set.samples[i] for i in emb.kept]
@@ -153,6 +160,7 @@ def embed_data(cfg, train_set, val_set, extract, spec, cache):
         y_train=np.tile(y_all[tr], len(cfg.views)),
         x_train_orig=emb.vectors["orig"][tr],
         y_train_orig=y_all[tr],
+        x_train_views={v: emb.vectors[v][tr] for v in views},
         x_val=x_val,
         y_val=y_val,
         train_samples=[kept[i] for i in tr],
@@ -190,8 +198,9 @@ def train(cfg, echo=print):
     echo(f"embeddings: {data.hits} from cache, {data.misses} computed; {len(data.skipped)} file(s) skipped")
 
     t = time.perf_counter()
+    prior = _prior(cfg, dim)
     with strategy.scope():
-        head = build_head(dim, len(labels), cfg.head, seed=cfg.seed)
+        head = build_head(dim, len(labels), cfg.head, seed=cfg.seed, prior=prior, prior_dogs=_prior_dogs(prior, labels))
         phases = [("head", train_head(head, data.x_train, data.y_train, data.x_val, data.y_val, cfg.head,
                                       seed=cfg.seed, callbacks=[epoch_bar("head", cfg.head.epochs)]))]
         model = build_classifier(features, head)
@@ -214,6 +223,8 @@ def train(cfg, echo=print):
         # Head only: the head on the cached embeddings computes exactly what the whole model does.
         p_train = head.predict(data.x_train_orig, verbose=0, batch_size=256)
         p_val = head.predict(data.x_val, verbose=0, batch_size=256)
+    p_train, p_val, calibration = _calibrate(cfg, head, p_train, p_val, data.y_val, labels)
+    echo(cal.describe(calibration["temperature"], calibration["operating_points"]))
     metrics = {
         "val": classification_report(data.y_val, p_val.argmax(1), labels),
         "train": classification_report(data.y_train_orig, p_train.argmax(1), labels),
@@ -221,6 +232,10 @@ def train(cfg, echo=print):
     timings["evaluate_s"] = time.perf_counter() - t - timings.get("fine_tune_s", 0.0)
 
     record = make_record(cfg, labels, spec, dim, data, cache, metrics, phases, strategy, mixed)
+    record["calibration"] = calibration["temperature"]
+    record["operating_points"] = calibration["operating_points"]
+    record["imagenet_prior"] = None if prior is None else {"scale": cfg.head.prior_scale, "weights": prior[2],
+                                                          "groups": _groups()}
     stats = openset.from_run(cfg, data, model, spec, labels, p_val)
     record["openset"] = openset.summarise(stats)
     echo(openset.describe(stats))
@@ -228,6 +243,47 @@ def train(cfg, echo=print):
     # After train.json, which records the file's hash: tl-convert refuses statistics of another run.
     openset.write_stats(cfg.out, stats)
     return record
+
+
+def _prior(cfg, dim):
+    """The ImageNet top for the head's prior (tl.train.prior), or None when off or unavailable."""
+    if cfg.head.prior_scale <= 0:
+        return None
+    from tl.train.prior import load_prior
+
+    return load_prior(cfg.backbone, dim, cfg.imagenet_top)
+
+
+def _prior_dogs(prior, labels):
+    """The classes the ImageNet dog margin is added to; warns when the prior is on and none is named dog."""
+    if prior is None:
+        return []
+    from tl.train.prior import prior_classes
+
+    dogs = prior_classes(labels)
+    if not dogs:
+        log.warning("ImageNet prior: no class is named dog; training without it")
+    return dogs
+
+
+def _groups():
+    from tl.train.prior import GROUPS
+
+    return {k: [a, b - 1] for k, (a, b) in GROUPS.items()}
+
+
+def _calibrate(cfg, head, p_train, p_val, y_val, labels):
+    """Fits the temperature on the held-out scores, folds it into the head, picks the operating points.
+
+    Returns:
+      (calibrated train scores, calibrated held-out scores, {"temperature": record, "operating_points": ops}).
+    """
+    t, record = cal.calibrate(p_val, y_val)
+    fold_temperature(head, t)
+    p_train, p_val = (cal.softmax(cal.log_scores(p) / t).astype(np.float32) for p in (p_train, p_val))
+    ops = cal.operating_points(p_val, y_val, labels, cfg.operating_target)
+    ops["source"] = "held-out validation images (--val-dir)" if cfg.val_dir else f"the {cfg.val_split:g} validation split"
+    return p_train, p_val, {"temperature": record, "operating_points": ops}
 
 
 def make_record(cfg, labels, spec, dim, data, cache, metrics, phases, strategy, mixed):

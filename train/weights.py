@@ -8,6 +8,7 @@ from pathlib import Path
 # size; one file serves every size Keras asks for.
 V2_SIZES = (96, 128, 160, 192, 224)
 V2_NO_TOP = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{size}_no_top.h5"
+TOP_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
 
 
 def keras_cache_dir():
@@ -39,6 +40,12 @@ def seed_keras_cache(src_dir, cache_dir=None):
             cache_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
             created.append(dst)
+    # The ImageNet top (1000-class layer), for the head's ImageNet prior (tl.train.prior).
+    top, dst = src_dir / "mobilenet_v2_1.0_224_imagenet_top_reconstructed.h5", cache_dir / TOP_FILE
+    if top.is_file() and not dst.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(top, dst)
+        created.append(dst)
     return created
 
 

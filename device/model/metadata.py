@@ -39,6 +39,10 @@ class ModelInfo:
       task: "classification" or "embedding".
       extra: anything else (training run, calibration summary...), free-form JSON.
       files: {name: bytes} of further files carried in the archive (binary data JSON would bloat).
+      operating_points: {class: threshold} chosen by tl-train on held-out images for a stated target
+        (see `calibration`); empty when the model carries none.
+      calibration: how the scores were calibrated and the operating points chosen (temperature,
+        target, source), plain JSON; empty when unknown.
     """
 
     labels: list
@@ -47,9 +51,11 @@ class ModelInfo:
     task: str = "classification"
     extra: dict = dataclasses.field(default_factory=dict)
     files: dict = dataclasses.field(default_factory=dict)
+    operating_points: dict = dataclasses.field(default_factory=dict)
+    calibration: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self):
-        return {
+        out = {
             "format": FORMAT_VERSION,
             "variant": self.variant,
             "task": self.task,
@@ -57,6 +63,11 @@ class ModelInfo:
             "num_labels": len(self.labels),
             "extra": self.extra,
         }
+        if self.operating_points:
+            out["operating_points"] = {str(k): float(v) for k, v in self.operating_points.items()}
+        if self.calibration:
+            out["calibration"] = self.calibration
+        return out
 
 
 def read_labels(path):
@@ -194,4 +205,26 @@ def read_model_info(path, labels_path=None):
         task=meta.get("task", "classification"),
         extra=meta.get("extra", {}),
         files=files,
+        operating_points=_operating_points(meta.get("operating_points"), labels, path),
+        calibration=meta.get("calibration") or {},
     )
+
+
+def _operating_points(points, labels, path):
+    """{class: threshold} of a model's info, checked against its labels (unknown classes are refused)."""
+    if not points:
+        return {}
+    unknown = sorted(set(points) - set(labels))
+    if unknown:
+        raise ModelError(f"model {path}: operating points for {', '.join(unknown)}, which are not among its labels "
+                         f"({', '.join(labels)}); convert it again with tl-convert")
+    return {c: float(points[c]) for c in labels if c in points}
+
+
+def read_operating_points(path):
+    """The per-class thresholds a .tflite model carries ({class: threshold}; {} when it carries none).
+
+    tl-train chose them on held-out images so that at most a stated share of other classes' images
+    reach each class's threshold; `read_model_info(path).calibration` says which share and from where.
+    """
+    return read_model_info(path).operating_points

@@ -1,0 +1,140 @@
+"""The ImageNet backbone's own knowledge as a head input: is this a dog breed, a domestic cat, or something else?
+
+MobileNetV2's ImageNet top is one Dense layer on the same pooled features tl-train embeds. Its 1000
+softmax scores, summed into groups (ImageNet classes 151-268 are dog breeds, 281-285 domestic cats,
+the rest everything else: foxes, horses, birds, people's clothes...), tell the head what a million
+photos taught the backbone about species pets/train never shows. The head sees the group scores next
+to the embedding (scaled by `prior_scale`, so L2 decay lets it lean on them), inside the model: every
+runtime computes them, at the cost of one 1280x1000 matrix product (under 1 % of the backbone's work).
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from tl.device.errors import ConfigError, DataError
+from tl.train.weights import TOP_FILE, keras_cache_dir
+
+log = logging.getLogger(__name__)
+
+GROUPS = {"dog": (151, 269), "cat": (281, 286)}  # ImageNet index ranges [start, stop); the rest is "other"
+GROUP_NAMES = ("dog", "cat", "other")
+DEFAULT_SCALE = 10.0
+
+
+def group_matrix(num_classes=1000):
+    """(1000, 3) 0/1 matrix summing ImageNet scores into dog, cat and other."""
+    m = np.zeros((num_classes, len(GROUP_NAMES)), np.float32)
+    m[:, 2] = 1.0
+    for g, (a, b) in enumerate(GROUPS.values()):
+        m[a:b, g], m[a:b, 2] = 1.0, 0.0
+    return m
+
+
+def read_top(path):
+    """Reads the ImageNet classifier's (kernel (D, 1000), bias (1000,)) from a Keras .h5 file with the top.
+
+    Raises:
+      DataError: unreadable file, or no 1000-class Dense layer in it.
+    """
+    import h5py
+
+    found = {}
+
+    def visit(name, obj):  # returns None, or h5py stops visiting
+        if isinstance(obj, h5py.Dataset) and "predictions" in name:
+            found.setdefault(name.rsplit("/", 1)[-1].split(":")[0], obj[()])
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except OSError as e:
+        raise DataError(f"ImageNet top weights {path}: cannot read ({e}); pass --imagenet-top PATH to a "
+                        "MobileNetV2 .h5 with its top, or --prior-scale 0") from e
+    kernel, bias = found.get("kernel"), found.get("bias")
+    if kernel is None or bias is None or kernel.shape[-1] != 1000:
+        raise DataError(f"ImageNet top weights {path}: no 1000-class 'predictions' layer; pass a MobileNetV2 "
+                        ".h5 with include_top=True weights, or --prior-scale 0")
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+def find_top(explicit=None):
+    """The ImageNet top weights file: `explicit`, else the Keras cache's MobileNetV2 1.0 top, else None."""
+    if explicit:
+        if not Path(explicit).is_file():
+            raise DataError(f"--imagenet-top {explicit} does not exist; give a MobileNetV2 .h5 file with its top")
+        return Path(explicit)
+    cached = keras_cache_dir() / TOP_FILE
+    return cached if cached.is_file() else None
+
+
+def load_prior(backbone, dim, explicit=None):
+    """(kernel, bias, source) of the ImageNet top for `backbone`, or None (with a warning) when there is none.
+
+    Raises:
+      ConfigError: the top does not fit the backbone's embedding size.
+    """
+    if backbone.name != "mobilenet_v2" or backbone.alpha != 1.0:
+        if explicit is None:
+            log.warning("ImageNet prior: only MobileNetV2 1.0's top is found automatically; training without it")
+            return None
+    path = find_top(explicit)
+    if path is None:
+        log.warning("ImageNet prior: no top weights in the Keras cache (make seed-weights copies them); "
+                    "training without it")
+        return None
+    kernel, bias = read_top(path)
+    if kernel.shape[0] != dim:
+        raise ConfigError(f"ImageNet top {path} takes {kernel.shape[0]} features, the backbone gives {dim}; "
+                          "pass the top of the same backbone, or --prior-scale 0")
+    return kernel, bias, str(path)
+
+
+def group_scores(x, kernel, bias):
+    """(n, 3) dog/cat/other group scores of (n, D) pooled embeddings (numpy; for studies and checks)."""
+    z = np.asarray(x, np.float64) @ kernel + bias
+    z -= z.max(1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(1, keepdims=True)
+    return (p @ group_matrix(kernel.shape[1])).astype(np.float32)
+
+
+def dog_margin(x, kernel, bias):
+    """(n,) best dog-breed logit minus best other logit of (n, D) embeddings (numpy twin of `prior_branch`)."""
+    z = np.asarray(x, np.float64) @ kernel + bias
+    a, b = GROUPS["dog"]
+    return z[:, a:b].max(1) - np.concatenate([z[:, :a], z[:, b:]], 1).max(1)
+
+
+def prior_classes(labels):
+    """Indices of the classes that get the ImageNet dog margin: those named like "dog"/"dogs"."""
+    return [i for i, c in enumerate(labels) if c.lower().rstrip("s") == "dog"]
+
+
+def prior_branch(x, kernel, bias, scale, num_classes, dog_classes):
+    """Frozen Keras layers from the pooled embedding `x` to (batch, C) logit offsets.
+
+    The offset of each dog class is `scale` times the ImageNet dog margin (the best dog-breed logit
+    minus the best logit of every other ImageNet class: log-odds of "a dog breed" against "anything
+    else"); other classes get 0. Standard layers only (Dense, Reshape, GlobalMaxPooling1D, Subtract),
+    so the model saves, loads and converts like any other, int8 included.
+    """
+    import keras
+
+    a, b = GROUPS["dog"]
+    groups = {"dog": (kernel[:, a:b], bias[a:b]),
+              "rest": (np.concatenate([kernel[:, :a], kernel[:, b:]], 1), np.concatenate([bias[:a], bias[b:]]))}
+    best = {}
+    for name, (k, bb) in groups.items():
+        dense = keras.layers.Dense(k.shape[1], trainable=False, name=f"imagenet_{name}")
+        z = keras.layers.Reshape((k.shape[1], 1), name=f"imagenet_{name}_column")(dense(x))
+        best[name] = keras.layers.GlobalMaxPooling1D(name=f"imagenet_{name}_best")(z)
+        dense.set_weights([k, bb])
+    margin = keras.layers.Subtract(name="imagenet_dog_margin")([best["dog"], best["rest"]])
+    offset = keras.layers.Dense(num_classes, use_bias=False, trainable=False, name="imagenet_prior")
+    out = offset(margin)
+    row = np.zeros((1, num_classes), np.float32)
+    row[0, dog_classes] = scale
+    offset.set_weights([row])
+    return out
