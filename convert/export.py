@@ -91,8 +91,8 @@ def about(info, model_bytes):
     elif (info.extra.get("outputs") or {}).get("embedding"):
         name = f"{names} door model ({info.variant})"
         what = (f"output 0: the probability of each of {len(info.labels)} classes; output 1: the unit image "
-                f"embedding that tl-device's open-set rejection measures. MediaPipe reads each output as a "
-                f"classifier and refuses this file: give it classifier_{info.variant}.tflite")
+                f"embedding that tl-device's open-set rejection measures. MediaPipe reads every output as a "
+                f"classification head; for it and other runtimes take classifier_{info.variant}.tflite")
     else:
         name, what = f"{names} classifier ({info.variant})", f"the probability of each of {len(info.labels)} classes out"
     return std.StandardMetadata(

@@ -2,8 +2,9 @@
 
 tl-device runs `model_<variant>.tflite`: class scores and the unit embedding from one invoke (the
 embedding is what open-set rejection measures). MediaPipe Tasks and the Android Task Library read
-every output as a classification head, so a second output breaks them; Frigate reads output 0 and
-ignores the rest. So each converted classifier also gets `classifier_<variant>.tflite`: the same
+every output as a classification head: without metadata the second output fails their label check,
+with it the embedding comes back as a second head of 1280 nameless "classes" that every app would
+have to know to skip. Frigate reads output 0 and ignores the rest. So each converted classifier also gets `classifier_<variant>.tflite`: the same
 FlatBuffer with the embedding output cut off (same weights, same quantization, so the same scores
 to the bit), and the standard metadata those runtimes need. Cutting is cheaper and more faithful
 than converting and calibrating a second graph.

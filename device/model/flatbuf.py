@@ -74,6 +74,17 @@ def tables(t, slot):
     return [Table(t.Bytes, t.Indirect(start + 4 * i)) for i in range(n)]
 
 
+def vector_len(t, slot):
+    o = _offset(t, slot)
+    return t.VectorLen(o) if o else 0
+
+
+def table_at(t, slot, i):
+    """Element `i` of a vector of tables (without reading the others)."""
+    o = _offset(t, slot)
+    return Table(t.Bytes, t.Indirect(t.Vector(o) + 4 * i))
+
+
 def strings(t, slot):
     o = _offset(t, slot)
     if not o:

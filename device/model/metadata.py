@@ -18,6 +18,7 @@ import dataclasses
 import io
 import json
 import logging
+import mmap
 import zipfile
 from pathlib import Path
 
@@ -221,9 +222,10 @@ def read_model_info(path, labels_path=None):
       ModelError: when the file is not a TFLite model or carries no labels and none were given.
     """
     check_tflite(path)
-    data = Path(path).read_bytes()
-    record = _read_record(data, path)
-    files = _archive(data)
+    # Mapped, not read: the record sits near the front and the archive at the end of a multi-MB file.
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        record = _read_record(data, path)
+    files = _archive(path)
     meta = json.loads(files.pop(INFO_NAME).decode("utf-8")) if INFO_NAME in files else None
     if labels_path is not None:
         labels = read_labels(labels_path)
@@ -260,10 +262,10 @@ def _read_record(data, path):
         return None
 
 
-def _archive(data):
+def _archive(path):
     """{name: bytes} of the ZIP appended to a model ({} when there is none)."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        with zipfile.ZipFile(path) as zf:
             return {n: zf.read(n) for n in zf.namelist()}
     except (zipfile.BadZipFile, OSError, EOFError):
         return {}

@@ -48,10 +48,10 @@ def read_metadata(model_bytes, name, what="model"):
     for entry in fb.tables(model, _METADATA):
         if fb.string(entry, 0) != name:
             continue
-        index, buffers = fb.scalar(entry, 1, N.Uint32Flags), fb.tables(model, _BUFFERS)
-        if index >= len(buffers):
-            raise ModelError(f"{what}: metadata {name} points at buffer {index} of {len(buffers)}; the file is damaged")
-        return _buffer_bytes(buffers[index], model_bytes)
+        index, count = fb.scalar(entry, 1, N.Uint32Flags), fb.vector_len(model, _BUFFERS)
+        if index >= count:
+            raise ModelError(f"{what}: metadata {name} points at buffer {index} of {count}; the file is damaged")
+        return _buffer_bytes(fb.table_at(model, _BUFFERS, index), model_bytes)
     return None
 
 
