@@ -28,6 +28,7 @@ Examples:
   tl-convert runs/pets --all                 # float32, float16, dynamic and int8
   tl-convert runs/pets --int8 --edgetpu      # also compile for the Coral Edge TPU
   tl-convert runs/pets --embedding           # also the embedder, for tl-device enroll
+  tl-convert runs/pets --frigate /config/model_cache/pet_door   # Frigate's model.tflite + labelmap.txt
   tl-convert model.keras --labels labels.txt --eval-dir photos/val --calib-dir photos/train
 
 Exit status: 0 ok; 2 bad input or a failed step; 3 int8 accuracy dropped more than --max-drop.
@@ -76,6 +77,9 @@ def _variants(flags, convert_all, edgetpu, check_only, out_dir):
               help="Also export embedder_<variant>.tflite (int8/float32: unit pooled features) for tl-device enroll.")
 @click.option("--openset/--no-openset", default=True, show_default=True,
               help="Carry the run's open-set statistics (openset.npz) into the models, with an embedding output.")
+@click.option("--frigate", type=click.Path(path_type=Path), default=None,
+              help="Also write Frigate's custom classification folder: model.tflite (int8, uint8 224x224 in) "
+                   "and labelmap.txt.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging (shows the converter's log on failure).")
 def main(source, verbose, quiet, **opts):
@@ -85,6 +89,10 @@ def main(source, verbose, quiet, **opts):
     raw 0..255 RGB pixels (then give --labels, and --image-size if its input size is not fixed).
     Writes <out>/model_<variant>.tflite (labels and input spec inside), labels.txt and convert.json,
     and prints size, accuracy, agreement with Keras and latency at 1 thread per variant.
+
+    Which file where: model_<variant>.tflite is for tl-device (scores and the embedding its open-set
+    rejection measures); classifier_<variant>.tflite (scores only, standard TFLite metadata) is for
+    MediaPipe Tasks, the Android Task Library, Frigate and any other TFLite runtime.
     """
     with _logging(verbose):
         _convert(source, progress=not quiet and sys.stderr.isatty(), **opts)
@@ -94,7 +102,8 @@ def _convert(source, progress, labels_path, image_size, out_dir, convert_all, **
     flags = {v: opts.pop(v) for v in VARIANTS}
     try:
         src = open_source(source, labels_path, image_size, out_dir)
-        variants = _variants(flags, convert_all, opts["edgetpu"], opts["check_only"], src.out_dir)
+        variants = _variants(flags, convert_all, opts["edgetpu"] or opts["frigate"] is not None, opts["check_only"],
+                             src.out_dir)
         outcome = pipeline.run(src, pipeline.Options(variants=variants, progress=progress, **opts), echo=click.echo)
     except TLError as e:
         click.echo(f"tl-convert: error: {e}", err=True)

@@ -1,4 +1,4 @@
-"""tl-device on real pixels: Google's uint8 ImageNet MobileNetV2 (no embedded info) and the Coral test photos."""
+"""tl-device on real pixels: Google's uint8 ImageNet MobileNetV2 (standard metadata, no tl-edge info) and the Coral test photos."""
 
 import json
 
@@ -41,7 +41,9 @@ def test_classify_names_the_coral_photos(coral):
 
 
 def test_classify_without_labels_says_how_to_fix(coral):
-    result = CliRunner().invoke(main, ["classify", str(coral), str(IMAGES / "cat.png")])
+    # Coral's classifiers carry their labels (tests/test_metadata.py); its bare embedding extractor carries none.
+    bare = CORAL / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
+    result = CliRunner().invoke(main, ["classify", str(bare), str(IMAGES / "cat.png")])
     assert result.exit_code == 2
     assert "carries no labels" in result.output and "--labels" in result.output
 
