@@ -13,7 +13,7 @@ from tl.device.data import atomic
 from tl.device.data.dataset import Skipped
 from tl.device.errors import ConfigError, ImageError
 from tl.device.model.contract import prepare_image
-from tl.device.model.image import decode_image
+from tl.device.model.image import check_header, decode_image, read_bytes
 
 VIEWS = ("orig", "flip", "crop")
 CROP_FRACTION = 0.8  # the "crop" view zooms in on the central 80 % (a mild scale augmentation)
@@ -107,7 +107,10 @@ class Embedded:
 
 
 def _digest(path):
-    data = Path(path).read_bytes()
+    """Reads a sample and checks its header; returns (bytes, content hash). Raises ImageError."""
+    data = read_bytes(path)
+    # Before the cache: the pixel limit can change between runs, so its verdict is never cached.
+    check_header(data, str(path))
     return data, hashlib.sha256(data).hexdigest()
 
 
@@ -137,8 +140,8 @@ def embed_samples(samples, views, extractor, spec, cache, batch_size=32, desc="e
     for i, s in enumerate(samples):
         try:
             data, digest = _digest(s.path)
-        except OSError as e:
-            skipped.append(Skipped(str(s.path), f"cannot read ({e.strerror})"))
+        except ImageError as e:
+            skipped.append(Skipped(str(s.path), e.reason))
             continue
         bad = cache.get_bad(digest)
         if bad is not None:
