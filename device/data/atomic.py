@@ -55,8 +55,12 @@ def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
 
 
-def check_writable(folder):
+def check_writable(folder, option="--out"):
     """Creates `folder` if needed and proves a file can be written there.
+
+    Args:
+      folder: the folder.
+      option: the option that chose it, named in the message.
 
     Raises:
       OutputError: naming the folder, when it cannot be created or written.
@@ -68,9 +72,30 @@ def check_writable(folder):
             pass
     except OSError as e:
         raise OutputError(
-            f"output folder {folder} is not writable ({e.strerror}); choose another with --out"
+            f"output folder {folder} is not writable ({e.strerror}); choose another with {option}"
         ) from e
     return folder
+
+
+def check_creatable(folder, option="--out"):
+    """Proves `folder` could be created and written, without creating anything.
+
+    For refusing an output folder before a long run, while leaving no empty folder behind
+    when the run is refused for another reason (`check_writable` creates it when it is time).
+
+    Raises:
+      OutputError: naming the folder, when it is a file or its nearest existing parent is not writable.
+    """
+    folder = Path(folder).absolute()
+    if folder.is_dir():
+        return check_writable(folder, option)
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent != folder and parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+        return folder
+    why = "is a file" if parent == folder else f"{parent} is not a writable folder"
+    raise OutputError(f"output folder {folder} cannot be created ({why}); choose another with {option}")
 
 
 def _umask():

@@ -45,7 +45,7 @@ class EventLog:
         self.listeners = []
         self._fd = None
         if self.path is not None:
-            check_writable(self.path.parent)
+            check_writable(self.path.parent, option="--events")
             try:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             except OSError as e:
@@ -143,7 +143,7 @@ class Snapshots:
     """
 
     def __init__(self, folder, keep=200, quality=90):
-        self.folder = check_writable(folder)
+        self.folder = check_writable(folder, option="--snapshots")
         self.keep = int(keep)
         self.quality = int(quality)
         self.failures = 0
