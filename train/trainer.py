@@ -171,8 +171,9 @@ def train(cfg, echo=print):
 
     t0 = time.perf_counter()
     timings = {}
-    atomic.check_writable(cfg.out)
+    # Every input is checked before RUN_DIR is made: a refused run leaves no empty folder behind.
     train_set, val_set = load_data(cfg)
+    atomic.check_creatable(cfg.out)
     labels = train_set.classes
     spec = InputSpec(cfg.backbone.size, cfg.backbone.size, resize=cfg.resize)
     keras.utils.set_random_seed(cfg.seed)
@@ -182,6 +183,7 @@ def train(cfg, echo=print):
         features = build_backbone(cfg.backbone)
     extract, dim = _extractor(features)
     cache = EmbeddingCache(cfg.cache_dir or default_cache_dir(), cfg.backbone.cache_key(cfg.resize))
+    cache.check_writable()  # a read-only cache is read, with one warning, and not extended
     timings["setup_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -250,7 +252,7 @@ def make_record(cfg, labels, spec, dim, data, cache, metrics, phases, strategy, 
             "val_counts": _counts(labels, data.y_val),
             "views": list(cfg.views),
             "skipped": [dataclasses.asdict(s) for s in data.skipped],
-            "cache": {"dir": str(cache.dir), "hits": data.hits, "misses": data.misses},
+            "cache": {"dir": str(cache.dir), "hits": data.hits, "misses": data.misses, "writable": cache.writable},
         },
         "metrics": metrics,
         "history": {name: {k: [round(float(v), 5) for v in vals] for k, vals in h.items()} for name, h in phases},
@@ -262,7 +264,7 @@ def make_record(cfg, labels, spec, dim, data, cache, metrics, phases, strategy, 
 
 def write_run(out, model, labels, phases, record, timings, t0):
     """Writes the RUN_DIR files, each atomically; train.json last, with the final timings."""
-    out = Path(out)
+    out = atomic.check_writable(out)  # made only now, with everything to put in it
     t = time.perf_counter()
     with atomic.atomic_path(out / artifacts.MODEL, suffix=".keras") as tmp:
         model.save(tmp)
