@@ -163,8 +163,28 @@ def embed_data(cfg, train_set, val_set, extract, spec, cache):
     )
 
 
-def train(cfg, echo=print):
-    """Runs a whole training and writes RUN_DIR; returns the train.json record."""
+def check_inputs(cfg):
+    """Scans the data folders and proves RUN_DIR can be made, creating nothing.
+
+    Returns:
+      (train, val) Datasets, as `load_data` gives them.
+
+    Raises:
+      DataError: folders that cannot be trained on. OutputError: an --out that cannot be made.
+    """
+    datasets = load_data(cfg)
+    atomic.check_creatable(cfg.out)
+    return datasets
+
+
+def train(cfg, echo=print, datasets=None):
+    """Runs a whole training and writes RUN_DIR; returns the train.json record.
+
+    Args:
+      cfg: the TrainConfig.
+      echo: prints a line.
+      datasets: (train, val) from `check_inputs`, when the caller has checked them already.
+    """
     import keras
 
     from tl.train.distribute import make_strategy, set_mixed_precision
@@ -172,8 +192,7 @@ def train(cfg, echo=print):
     t0 = time.perf_counter()
     timings = {}
     # Every input is checked before RUN_DIR is made: a refused run leaves no empty folder behind.
-    train_set, val_set = load_data(cfg)
-    atomic.check_creatable(cfg.out)
+    train_set, val_set = datasets or check_inputs(cfg)
     labels = train_set.classes
     spec = InputSpec(cfg.backbone.size, cfg.backbone.size, resize=cfg.resize)
     keras.utils.set_random_seed(cfg.seed)
