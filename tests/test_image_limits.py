@@ -47,7 +47,8 @@ def test_header_size_of_big_endian_tiff_os2_bmp_and_a_gif_frame_beyond_its_scree
     assert image_size(gif) == (30005, 30005)  # the frame decoded is larger than the screen it claims
 
 
-@pytest.mark.parametrize("data", [b"", b"hello", b"\x89PNG\r\n\x1a\n", good_jpeg()[:20], b"BM", b"II*\x00\xff\xff\xff\xff"])
+@pytest.mark.parametrize("data", [b"", b"hello", b"\x89PNG\r\n\x1a\n", good_jpeg()[:20], b"BM", b"II*\x00\xff\xff\xff\xff",
+                                  b"P6 12"])
 def test_cut_or_unknown_headers_give_no_size_and_no_error(data):
     assert image_size(data) is None
 
@@ -74,11 +75,20 @@ def test_the_limits_are_configurable_and_a_bad_setting_is_named(monkeypatch):
         image.decode_image(data)
 
 
-def test_images_too_small_to_be_photos_are_refused_even_in_formats_without_a_known_header():
-    ppm = b"P6 15 40 255\n" + bytes(15 * 40 * 3)  # PNM: sized by OpenCV, after decoding
+def test_images_too_small_to_be_photos_are_refused():
+    ppm = b"P6\n# a comment\n15 40\n255\n" + bytes(15 * 40 * 3)
     with pytest.raises(ImageError, match=r"15×40 pixels is too small to be a photo"):
         image.decode_image(ppm)
     assert image.decode_image(b"P6 16 16 255\n" + bytes(16 * 16 * 3)).shape == (16, 16, 3)
+
+
+def test_formats_without_a_readable_size_are_never_decoded():
+    # Sun raster is RLE-compressed and OpenCV decodes it; its size is not read here, so it is refused.
+    sun_raster = struct.pack(">8I", 0x59A66A95, 20000, 20000, 8, 0, 2, 0, 0)
+    with pytest.raises(ImageError, match="not in a format tl-edge reads"):
+        image.decode_image(sun_raster)
+    with pytest.raises(ImageError, match=r"not a decodable image \(PNG header truncated or corrupt\)"):
+        image.decode_image(b"\x89PNG\r\n\x1a\n\0\0")
 
 
 def test_special_files_and_files_larger_than_any_allowed_image_are_not_read(tmp_path):

@@ -2,15 +2,19 @@
 
 Every decode first reads the image's size from its header (`tl.device.model.image_header`) and
 refuses images too large to decode safely (a 1 MB PNG can say 20000×20000 and cost gigabytes) or
-too small to be photos, so bad input costs a skipped file, never the machine's memory.
+too small to be photos, so bad input costs a skipped file, never the machine's memory. Formats
+whose size cannot be read from the header are not decoded at all.
 """
 
 import os
 import stat
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from tl.device.errors import ConfigError, ImageError
-from tl.device.model.image_header import image_size
+from tl.device.model.image_header import FORMATS, image_format, image_size
 
 DEFAULT_MAX_PIXELS = 50_000_000  # 50 megapixels: above any camera a door or a phone has
 MAX_PIXELS_ENV = "TL_MAX_PIXELS"
@@ -19,22 +23,6 @@ MIN_SIDE = 16  # pixels on the short side: below this an image is an icon or a t
 # hold an image within the pixel limit, so it is refused before it is read into memory.
 MAX_BYTES_PER_PIXEL = 8
 _HEADROOM_BYTES = 1 << 20  # metadata (EXIF, ICC profiles) on top of the pixels
-
-
-
-def _env_pixels():
-    try:
-        return int(float(os.environ.get(MAX_PIXELS_ENV, "0").replace("_", "")))
-    except ValueError:
-        return 0
-
-
-# OpenCV's own limit stops the formats the header reader does not know (PNM, JPEG 2000, ...). It
-# reads the variable once, at its first decode, so it is set before this module decodes anything.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(max(DEFAULT_MAX_PIXELS, _env_pixels())))
-
-import cv2  # noqa: E402  (after the limit above, which OpenCV reads from the environment)
-import numpy as np  # noqa: E402
 
 # OpenCV's IMREAD_COLOR already does what a photo folder needs: it honours the EXIF orientation,
 # turns grayscale/palette/CMYK into 3 channels, drops alpha, and scales 16-bit samples down to
@@ -51,7 +39,10 @@ def max_pixels():
     text = os.environ.get(MAX_PIXELS_ENV, "").strip()
     if not text:
         return DEFAULT_MAX_PIXELS
-    value = _env_pixels()
+    try:
+        value = int(float(text.replace("_", "")))
+    except ValueError:
+        value = 0
     if value < 1:
         raise ConfigError(f"{MAX_PIXELS_ENV}={text!r} is not a pixel count; give a number like 50000000 or 5e7")
     return value
@@ -80,24 +71,31 @@ def check_size(width, height, name="image", limit=None):
 
 
 def check_header(data, name="image", limit=None):
-    """Checks the size an image's header states, without decoding it (see `check_size`).
+    """Checks the format and the size an image's header states, without decoding it (see `check_size`).
+
+    Only formats whose header states the size are decoded at all (`image_header.FORMATS`): an
+    image of another format could not be sized before OpenCV allocates its pixels.
 
     Returns:
-      (width, height), or None for formats whose header is not read here.
+      (width, height).
 
     Raises:
-      ImageError: empty data, or a size out of bounds.
+      ImageError: empty data, another format, a header cut short, or a size out of bounds.
     """
     if len(data) == 0:
         raise ImageError(name, "empty file (0 bytes)")
+    kind = image_format(data)
+    if kind is None:
+        raise ImageError(name, f"not an image, or not in a format tl-edge reads ({FORMATS})")
     size = image_size(data)
-    if size is not None:
-        check_size(*size, name=name, limit=limit)
+    if size is None:
+        raise ImageError(name, f"not a decodable image ({kind} header truncated or corrupt)")
+    check_size(*size, name=name, limit=limit)
     return size
 
 
 def decode_image(data, name="image", limit=None, bgr=False):
-    """Decodes encoded image bytes (JPEG, PNG, BMP, WebP, TIFF, GIF...) into RGB uint8.
+    """Decodes encoded image bytes (JPEG, PNG, GIF, BMP, WebP, TIFF, PNM) into RGB uint8.
 
     Args:
       data: the file's bytes.
@@ -111,13 +109,13 @@ def decode_image(data, name="image", limit=None, bgr=False):
     Raises:
       ImageError: when the bytes are empty, are not a complete image, or state a size out of bounds.
     """
-    checked = check_header(data, name, limit)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buf, _IMREAD_FLAGS)
+    check_header(data, name, limit)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _IMREAD_FLAGS)
+    except cv2.error:  # some decoders raise instead of returning None
+        image = None
     if image is None or image.size == 0:
         raise ImageError(name, "not a decodable image (truncated, corrupt, or not an image format)")
-    if checked is None:  # a format the header reader does not know: check what came out
-        check_size(image.shape[1], image.shape[0], name, limit)
     return image if bgr else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -2,8 +2,8 @@
 
 A PNG of 20000×20000 zeros compresses to about a megabyte but decodes into gigabytes; reading the
 size from the header lets `tl.device.model.image` refuse it before any pixel is allocated. Covers
-the formats photo folders hold (PNG, JPEG, GIF, BMP, WebP, TIFF); anything else returns None and
-is left to OpenCV's own limit.
+the formats tl-edge decodes (`FORMATS`); `tl.device.model.image` refuses every other format, so no
+decoder ever sees an image whose size was not checked.
 """
 
 import struct
@@ -16,6 +16,21 @@ _STANDALONE = frozenset([0x01, *range(0xD0, 0xD9)])
 _TIFF_WIDTH, _TIFF_HEIGHT = 256, 257
 
 
+FORMATS = "JPEG, PNG, GIF, BMP, WebP, TIFF, PNM"
+_SIGNATURES = (
+    (b"\xff\xd8", "JPEG"), (PNG_SIGNATURE, "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), *((f"P{k}".encode(), "PNM") for k in "123456fF"),
+)
+
+
+def image_format(data):
+    """Names the format of encoded image bytes from their signature ("JPEG", ...), or None."""
+    head = bytes(data[:16])
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _SIGNATURES if head.startswith(magic)), None)
+
+
 def image_size(data):
     """Returns (width, height) from the header of encoded image bytes.
 
@@ -23,11 +38,11 @@ def image_size(data):
       data: the file's bytes (only the header is looked at).
 
     Returns:
-      (width, height) in pixels, or None when the format is not one of PNG, JPEG, GIF, BMP, WebP
-      and TIFF, or its header is cut short or does not state a size.
+      (width, height) in pixels, or None when the format is not one of FORMATS, or its header
+      is cut short or does not state a size.
     """
     data = memoryview(data).cast("B")
-    for parse in (_png, _jpeg, _gif, _bmp, _webp, _tiff):
+    for parse in (_png, _jpeg, _gif, _bmp, _webp, _tiff, _pnm):
         try:
             size = parse(data)
         except (struct.error, IndexError, ValueError):
@@ -131,3 +146,12 @@ def _tiff(d):
     if len(found) < 2:
         return None
     return found[_TIFF_WIDTH], found[_TIFF_HEIGHT]
+
+
+def _pnm(d):
+    # "P6 640 480 255", tokens separated by whitespace, "#" comments to the end of a line.
+    if bytes(d[:1]) != b"P" or bytes(d[1:2]) not in b"123456fF" or not bytes(d[1:2]):
+        return None
+    text = bytes(d[2:256]).decode("latin-1")
+    tokens = " ".join(line.split("#")[0] for line in text.splitlines()).split()
+    return int(tokens[0]), int(tokens[1])
