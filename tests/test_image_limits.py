@@ -105,7 +105,7 @@ def test_check_creatable_makes_nothing_and_names_the_option(tmp_path):
     target = tmp_path / "a" / "b"
     assert atomic.check_creatable(target) == target and not (tmp_path / "a").exists()
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutputError, match=r"file is not a writable folder\); choose another with --out"):
+    with pytest.raises(OutputError, match=r"is not writable \(cannot be created in .*file\); choose another with --out"):
         atomic.check_creatable(tmp_path / "file" / "run")
     with pytest.raises(OutputError, match="choose another with --events"):
         atomic.check_writable(tmp_path / "file" / "logs", option="--events")

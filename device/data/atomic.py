@@ -94,8 +94,8 @@ def check_creatable(folder, option="--out"):
         parent = parent.parent
     if parent != folder and parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
         return folder
-    why = "is a file" if parent == folder else f"{parent} is not a writable folder"
-    raise OutputError(f"output folder {folder} cannot be created ({why}); choose another with {option}")
+    why = "it is a file" if parent == folder else f"cannot be created in {parent}"
+    raise OutputError(f"output folder {folder} is not writable ({why}); choose another with {option}")
 
 
 def _umask():

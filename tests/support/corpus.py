@@ -75,7 +75,7 @@ def _bytes_cases():
     return {
         Case("truncated.jpg", "truncated JPEG (first 300 bytes)", "not a decodable image"): jpeg[:300],
         Case("zero.png", "zero-byte file", "empty file"): b"",
-        Case("notes.jpg", "text file named .jpg", "not a decodable image"): b"shopping list: dog food\n" * 4,
+        Case("notes.jpg", "text file named .jpg", "not an image"): b"shopping list: dog food\n" * 4,
         Case("png-named.jpg", "PNG named .jpg (wrong extension)"): _pil_bytes(_noise(1), "PNG"),
         Case("bomb.png", "decompression bomb: 1.7 MB PNG of 20000×20000", "megapixel limit"): bomb_png(),
         Case("pixel.png", "1×1 PNG", "too small to be a photo"): _pil_bytes(_noise(2, (1, 1)), "PNG"),
