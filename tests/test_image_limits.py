@@ -156,3 +156,23 @@ def test_bomb_bytes_are_a_valid_png_that_really_decodes_large():
     length = struct.unpack(">I", data[33:37])[0]
     assert data[37:41] == b"IDAT"
     assert zlib.decompressobj().decompress(data[41 : 41 + length], 1_000_000) == bytes(1_000_000)
+
+
+def test_an_unwritable_events_folder_names_the_events_option(tmp_path):
+    from tl.device.door.events import EventLog, Snapshots
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="choose another with --events"):
+        EventLog(tmp_path / "file" / "events.jsonl")
+    with pytest.raises(OutputError, match="choose another with --snapshots"):
+        Snapshots(tmp_path / "file" / "shots")
+
+
+def test_the_open_set_line_of_a_big_model_is_summarised():
+    from tl.device.recognition.openset import OpenSet
+
+    labels = [f"c{i}" for i in range(1001)]
+    fake = type("Stats", (), {"labels": labels})()
+    line = OpenSet.describe(type("O", (), {"method": "embedding", "quantile": 0.98, "stats": fake,
+                                           "limits": np.full(1001, 0.5)})())
+    assert line.endswith("c9 0.500, … (1001 classes))") and len(line) < 300
