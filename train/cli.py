@@ -57,7 +57,8 @@ def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, r
         from tl.train.backbones import BackboneSpec
         from tl.train.embeddings import parse_views
         from tl.train.head import HeadConfig
-        from tl.train.trainer import TrainConfig, check_inputs
+        from tl.train.inputs import check_inputs
+        from tl.train.trainer import TrainConfig
 
         cfg = TrainConfig(
             data_dir=data_dir, out=out, val_dir=val_dir, val_split=val_split, seed=seed,

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from tl.device.data import atomic
-from tl.device.data.dataset import scan_folder
 from tl.device.data.metrics import classification_report
 from tl.device.errors import DataError
 from tl.device.model.contract import InputSpec
@@ -18,6 +17,7 @@ from tl.train import artifacts, openset, report
 from tl.train.backbones import BackboneSpec, build_backbone
 from tl.train.embeddings import EmbeddingCache, default_cache_dir, embed_samples, view_image
 from tl.train.head import HeadConfig, build_head, epoch_bar, train_head
+from tl.train.inputs import check_inputs
 from tl.train.split import stratified_split
 
 log = logging.getLogger(__name__)
@@ -46,22 +46,6 @@ class TrainConfig:
     def to_json(self):
         d = dataclasses.asdict(self)
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
-
-
-def load_data(cfg):
-    """Scans the training folder (and the validation folder), checking the classes line up."""
-    train = scan_folder(cfg.data_dir, what="DATA_DIR")
-    if len(train.classes) < 2:
-        raise DataError(f"DATA_DIR {cfg.data_dir} has one class ({train.classes[0]}); a classifier needs at least 2 class folders")
-    val = None
-    if cfg.val_dir is not None:
-        val = scan_folder(cfg.val_dir, classes=train.classes, what="--val-dir")
-        if val.unknown_classes:
-            raise DataError(
-                f"--val-dir {cfg.val_dir} has class folder(s) {', '.join(val.unknown_classes)} that DATA_DIR "
-                f"lacks (classes: {', '.join(train.classes)}); rename or remove them"
-            )
-    return train, val
 
 
 def _usable(dataset, embedded, what, every_class=True):
@@ -161,20 +145,6 @@ def embed_data(cfg, train_set, val_set, extract, spec, cache):
         hits=hits,
         misses=misses,
     )
-
-
-def check_inputs(cfg):
-    """Scans the data folders and proves RUN_DIR can be made, creating nothing.
-
-    Returns:
-      (train, val) Datasets, as `load_data` gives them.
-
-    Raises:
-      DataError: folders that cannot be trained on. OutputError: an --out that cannot be made.
-    """
-    datasets = load_data(cfg)
-    atomic.check_creatable(cfg.out)
-    return datasets
 
 
 def train(cfg, echo=print, datasets=None):
