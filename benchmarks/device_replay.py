@@ -21,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tl.device.model.image import load_image
+
 REPO = Path(__file__).resolve().parents[1]
 CORAL = REPO.parent / "shared" / "data" / "coral"
 DEFAULT_MODEL = CORAL / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
@@ -32,7 +34,7 @@ FPS = 10.0
 def write_frames(folder, count, dog_from, dog_count, seed=0):
     """Writes count porch frames as JPEGs; frames [dog_from, dog_from + dog_count) show a dog."""
     rng = np.random.default_rng(seed)
-    dog = cv2.resize(cv2.imread(str(DOG_PHOTO)), (400, 400)) if DOG_PHOTO.is_file() else None
+    dog = cv2.resize(load_image(DOG_PHOTO, bgr=True), (400, 400)) if DOG_PHOTO.is_file() else None
     ramp = np.linspace(0.8, 1.2, 480, dtype=np.float32)[:, None, None]
     for i in range(count):
         frame = np.clip(np.array([90, 110, 120], np.float32) * ramp + rng.normal(0, 10, (480, 640, 3)), 0, 255)
@@ -74,7 +76,7 @@ def breakdown(model, labels, folder, threads, limit=100):
     files = sorted(folder.iterdir())[:limit]
     for path in files:
         t0 = time.perf_counter()
-        bgr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+        bgr = load_image(path, bgr=True)  # as the folder source decodes frames
         t1 = time.perf_counter()
         pixels = prepare_frame(bgr, clf.spec)
         t2 = time.perf_counter()

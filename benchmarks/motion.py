@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from soak import CORAL_LABELS, CORAL_MODEL, PHOTOS
 
+from tl.device.model.image import load_image
+
 FPS = 10.0
 ROI = "80,0,480,480"
 
@@ -45,7 +47,7 @@ def write_scene(folder, empty_seconds, dog_seconds=3.0, seed=0, drift=0.15):
     """Writes the frames of one scene; returns the index of the first frame showing the dog (or None)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
-    dog = cv2.resize(cv2.imread(str(PHOTOS["allow"])), (360, 360))
+    dog = cv2.resize(load_image(PHOTOS["allow"], bgr=True), (360, 360))
     n_empty, n_dog = round(empty_seconds * FPS), round(dog_seconds * FPS)
     walk = 10  # frames to walk from outside the frame to the door
     for i in range(n_empty + n_dog):

@@ -58,14 +58,11 @@ def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, r
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not verbose:
-        from tl.train.quiet import import_tensorflow
-
-        import_tensorflow()  # TensorFlow's C++ start-up notices would bury the progress bars
     try:
         from tl.train.backbones import BackboneSpec
         from tl.train.embeddings import parse_views
         from tl.train.head import HeadConfig
+        from tl.train.inputs import check_inputs
         from tl.train.trainer import TrainConfig
 
         cfg = TrainConfig(
@@ -80,7 +77,12 @@ def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, r
             cache_dir=cache_dir, strategy=strategy, mixed_precision=mixed_precision,
         )
         _check_numbers(cfg)
-        run(cfg)
+        datasets = check_inputs(cfg)  # before TensorFlow starts: a refusal is quick and leaves nothing behind
+        if not verbose:
+            from tl.train.quiet import import_tensorflow
+
+            import_tensorflow()  # TensorFlow's C++ start-up notices would bury the progress bars
+        run(cfg, datasets)
     except TLError as e:
         click.secho(f"error: {e}", fg="red", err=True)
         sys.exit(2)
@@ -104,13 +106,13 @@ def _check_numbers(cfg):
         raise ConfigError(f"--operating-target {cfg.operating_target} must be a share in [0, 1), e.g. 0.01 for 1 %")
 
 
-def run(cfg):
+def run(cfg, datasets=None):
     """Trains and prints what happened and where the files are."""
     from tl.train import report
     from tl.train.trainer import train
 
     click.echo(f"tl-train: {cfg.data_dir} → {cfg.out}  ({cfg.backbone.name} α={cfg.backbone.alpha:g}, {cfg.backbone.size}px)")
-    record = train(cfg, echo=click.echo)
+    record = train(cfg, echo=click.echo, datasets=datasets)
     skipped = record["data"]["skipped"]
     if skipped:
         click.secho(f"{len(skipped)} file(s) skipped (listed in train.json):", fg="yellow")

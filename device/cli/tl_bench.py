@@ -106,9 +106,25 @@ def _tflite_labels(path, labels_path):
 def scan_data(data):
     """Lists the --data images as (path, class name) pairs, refusing an empty folder."""
     dataset = scan_folder(data, what="--data")
-    for s in dataset.skipped:
-        log.info("skipped %s: %s", s.path, s.reason)
     return dataset, [(str(s.path), dataset.classes[s.label]) for s in dataset.samples]
+
+
+def data_summary(root, dataset, samples, rows):
+    """--data as measured: the images classified (the accuracy denominator) and every file left out.
+
+    Files the scan passed over (hidden, outside a class folder) and files no worker could decode
+    (corrupt, too large, too small) are both listed, with the reason; decoding does not depend on
+    the model, so the first measured row's list stands for all.
+    """
+    measured = [r for r in rows if r.ok and r.predictions is not None]
+    undecodable = [list(s) for s in measured[0].skipped] if measured else []
+    bad = {path for path, _ in undecodable}
+    kept = [c for path, c in samples if path not in bad]
+    return {
+        "root": str(root), "classes": dataset.classes, "files": len(samples) + len(dataset.skipped),
+        "images": len(kept), "counts": {c: kept.count(c) for c in dataset.classes},
+        "skipped": [[s.path, s.reason] for s in dataset.skipped] + undecodable,
+    }
 
 
 def check_labels(subjects, classes, root):
@@ -169,8 +185,7 @@ def benchmark(models, threads, runs=200, warmup=20, data=None, labels=None, roun
         machine=machine_info(), machine_line=machine_line(), runtime=_runtime_name(),
         settings={"runs": runs, "warmup": warmup, "threads": threads, "rounds": rounds,
                   "edgetpu": edgetpu, "data": str(data) if data else None},
-        data={"root": str(data), "classes": dataset.classes, "images": len(samples), "counts": dataset.counts()}
-        if dataset else None,
+        data=data_summary(data, dataset, samples, rows) if dataset else None,
         rows=rows,
     )
 

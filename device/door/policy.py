@@ -19,6 +19,7 @@ from tl.device.errors import ConfigError
 log = logging.getLogger(__name__)
 
 BACKGROUND = "background"
+NAMES_SHOWN = 10  # class names a message lists before it counts the rest
 CLOSED, OPEN, LOCKED = "closed", "open", "locked"
 
 Decision = collections.namedtuple("Decision", ["event", "label", "score", "reason"])
@@ -50,9 +51,16 @@ class PolicyConfig:
     open_seconds: float = 10.0
     lockout_seconds: float = 30.0
 
-    def names(self, indices):
-        """Returns the labels of `indices`, comma-separated (for messages)."""
-        return ", ".join(self.labels[i] for i in indices) or "none"
+    def names(self, indices, most=NAMES_SHOWN):
+        """Returns the labels of `indices`, comma-separated (for messages); long lists are cut short.
+
+        A 1001-class ImageNet model denies 1000 classes: its start event names the first `most`
+        and counts the rest, instead of being a 60 KB line.
+        """
+        names = [self.labels[i] for i in indices]
+        if len(names) > most:
+            return ", ".join(names[:most]) + f", … ({len(names)} classes)"
+        return ", ".join(names) or "none"
 
 
 def make_policy_config(labels, allow, deny=None, ignore=None, threshold=0.8, thresholds=None,

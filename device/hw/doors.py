@@ -87,14 +87,15 @@ class RelayDoor(Door):
 
     kind = "relay"
 
-    def __init__(self, pin=17, active_low=False, pin_factory=None):
+    def __init__(self, pin=17, active_low=False, pin_factory=None, mock=False):
         super().__init__()
+        self.mock = mock  # a relay on gpiozero's MockFactory pins: says so in logs and the start event
         self.device = _make_device("OutputDevice", pin, active_high=not active_low, initial_value=False,
                                    pin_factory=pin_factory)
         self.pin = self.device.pin
 
     def __str__(self):
-        return f"relay door on {self.pin}"
+        return f"{'mock' if self.mock else 'relay'} door on {self.pin}"
 
     def _drive(self, is_open):
         self.device.value = is_open
@@ -172,7 +173,7 @@ def make_door(kind, pin=17, active_low=False, open_angle=90.0, closed_angle=0.0,
     elif kind == "mock":
         from gpiozero.pins.mock import MockFactory
 
-        door = RelayDoor(pin, active_low, pin_factory=pin_factory or MockFactory())
+        door = RelayDoor(pin, active_low, pin_factory=pin_factory or MockFactory(), mock=True)
     elif kind == "relay":
         door = RelayDoor(pin, active_low, pin_factory=pin_factory)
     elif kind == "servo":

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
-from tl.device.errors import ConfigError, DataError
+from tl.device.errors import ConfigError, DataError, ImageError
 from tl.device.hw import cameras
 from tl.device.hw.frames import Frame, RateCap, Source
+from tl.device.model.image import load_image
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +25,15 @@ _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 class FolderSource(Source):
     """A folder of frames replayed in name order, frame i at i / fps.
 
-    Files that do not decode are counted in `skipped` and passed over (their index and
-    timestamp stay reserved, so the others keep theirs).
+    Files that do not decode (or break the pixel limits of `tl.device.model.image`) are logged
+    with the reason, counted in `skipped` and passed over (their index and timestamp stay
+    reserved, so the others keep theirs). Sub-folders are not frames; broken links are.
     """
 
     def __init__(self, folder, fps=10.0):
         self.folder = Path(folder)
         self.fps = float(fps)
-        self.files = sorted(p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        self.files = sorted(p for p in self.folder.iterdir() if not p.is_dir() and not p.name.startswith("."))
         if not self.files:
             raise DataError(f"source folder {self.folder} holds no frames; put one image per frame in it")
         self.skipped = 0
@@ -51,16 +52,12 @@ class FolderSource(Source):
 
 
 def _decode_file(path):
+    # Decoded as training photos are (tl.device.model.image), but kept in BGR like camera frames.
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        log.warning("frame %s: cannot read (%s); skipped", path, e.strerror)
+        return load_image(path, bgr=True)
+    except ImageError as e:
+        log.warning("frame %s: %s; skipped", path, e.reason)
         return None
-    # IMREAD_COLOR, as tl.device.model.image decodes training photos, but kept in BGR like camera frames.
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        log.warning("frame %s: not a decodable image; skipped", path)
-    return image
 
 
 class VideoSource(Source):
