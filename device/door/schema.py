@@ -9,7 +9,7 @@ type rules live on the fields, so `check-config` and `run` refuse the same value
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, FiniteFloat
 
 from tl.device.hw.doors import DOOR_KINDS
 from tl.device.recognition.openset import QUANTILES
@@ -147,7 +147,7 @@ def option(default=None, help="", *, flag=None, metavar=None, multiple=False, cl
       **bounds: pydantic bounds (gt, ge, lt, le).
     """
     extra = {"flag": flag, "metavar": metavar, "multiple": multiple, "cli": cli, "show": show}
-    return Field(default, description=help, json_schema_extra=extra, allow_inf_nan=False, **bounds)
+    return Field(default, description=help, json_schema_extra=extra, **bounds)
 
 
 class Section(BaseModel):
@@ -161,17 +161,17 @@ class CaptureOptions(Section):
 
     source: Text | None = option(None, "picamera, a camera index, a video file, an rtsp:// URL or a folder of "
                                     "frames", metavar="SRC")
-    fps: float = option(10.0, "frames per second: a folder's frame rate, a cap for videos and cameras", gt=0)
+    fps: FiniteFloat = option(10.0, "frames per second: a folder's frame rate, a cap for videos and cameras", gt=0)
     realtime: bool | None = option(None, "replay at the source's own pace (default: live sources yes, replays no)",
                                       flag="--realtime/--no-realtime")
     capture: Size = option((640, 480), "frame size asked of live cameras", metavar="WxH", show="640x480")
     roi: Roi | None = option(None, "region of interest (frame pixels) that the model sees", metavar="X,Y,W,H")
     motion: bool | None = option(None, "classify only frames with motion in the ROI, plus a heartbeat "
                                     "(default: live cameras yes, replays no)", flag="--motion/--no-motion")
-    motion_area: float = option(0.01, "share of the region of interest that must change to count as motion "
+    motion_area: FiniteFloat = option(0.01, "share of the region of interest that must change to count as motion "
                                 "(0.01 = 1 %)", gt=0, le=1)
     motion_delta: int = option(20, "grey levels a pixel must change by to count as changed", ge=1, le=255)
-    heartbeat_seconds: float = option(2.0, "with motion gating, classify a frame at least this often", gt=0)
+    heartbeat_seconds: FiniteFloat = option(2.0, "with motion gating, classify a frame at least this often", gt=0)
 
 
 class ModelOptions(Section):
@@ -183,12 +183,12 @@ class ModelOptions(Section):
     openset: bool | None = option(None, "frames unlike every training class are unknown: they never open the door "
                                      "(default: on when the model carries open-set statistics)",
                                      flag="--openset/--no-openset")
-    openset_quantile: float | None = option(None, "share of known images an open-set class radius keeps "
+    openset_quantile: FiniteFloat | None = option(None, "share of known images an open-set class radius keeps "
                                                "(default: the model's, 0.98)", ge=min(QUANTILES), le=max(QUANTILES))
     gallery: Text | None = option(None, "gallery of enrolled pets (from tl-device enroll)", metavar="FILE")
     require_identity: Names | None = option(None, "open only for this enrolled pet (repeat for several)",
                                                multiple=True, metavar="NAME")
-    identity_threshold: float | None = option(None, "cosine similarity a frame needs to count as the pet "
+    identity_threshold: FiniteFloat | None = option(None, "cosine similarity a frame needs to count as the pet "
                                                  "(default: the one chosen at enrolment)", ge=-1, le=1)
 
 
@@ -200,14 +200,14 @@ class PolicyOptions(Section):
                                    "ignored)", multiple=True, metavar="CLASS")
     ignore: Names | None = option(None, "class that neither opens nor locks (default: background, if the model "
                                      "has it)", multiple=True, metavar="CLASS")
-    threshold: float = option(0.8, "score a class must reach to count", ge=0, le=1)
+    threshold: FiniteFloat = option(0.8, "score a class must reach to count", ge=0, le=1)
     thresholds: Thresholds = Field(default_factory=dict, description="per-class threshold (repeat); TOML: a "
                                    "[thresholds] table", json_schema_extra={
                                        "flag": "--class-threshold", "metavar": "CLASS=VALUE", "multiple": True,
                                        "cli": True, "show": None})
     votes: Votes = option((3, 5), "open when an allowed class wins K of the last N frames", metavar="K/N", show="3/5")
-    open_seconds: float = option(10.0, "seconds the door stays open after the last allowed frame", ge=0)
-    lockout_seconds: float = option(30.0, "seconds the door stays locked after a denied class", ge=0)
+    open_seconds: FiniteFloat = option(10.0, "seconds the door stays open after the last allowed frame", ge=0)
+    lockout_seconds: FiniteFloat = option(30.0, "seconds the door stays locked after a denied class", ge=0)
 
 
 class DoorOptions(Section):
@@ -216,8 +216,8 @@ class DoorOptions(Section):
     door: DoorKind = option("none", "relay, servo, mock (gpiozero mock pins) or none (log only)", metavar="KIND")
     pin: Pin = option(17, "GPIO pin of the relay or servo (BCM number or gpiozero name)", metavar="PIN")
     active_low: bool = option(False, "the relay board switches on a low input", flag="--active-low/--active-high")
-    open_angle: float = option(90.0, "servo angle when open", ge=-90, le=90)
-    closed_angle: float = option(0.0, "servo angle when closed", ge=-90, le=90)
+    open_angle: FiniteFloat = option(90.0, "servo angle when open", ge=-90, le=90)
+    closed_angle: FiniteFloat = option(0.0, "servo angle when closed", ge=-90, le=90)
 
 
 class OutputOptions(Section):
@@ -243,7 +243,7 @@ class OperationOptions(Section):
     threads: int | None = option(None, "CPU threads for the interpreter", ge=1)
     edgetpu: bool | None = option(None, "use the Edge TPU (default: for *_edgetpu.tflite)",
                                      flag="--edgetpu/--no-edgetpu")
-    status_seconds: float = option(5.0, "seconds between status lines in the log", gt=0)
+    status_seconds: FiniteFloat = option(5.0, "seconds between status lines in the log", gt=0)
 
 
 class RunSettings(BaseModel):
