@@ -1,5 +1,6 @@
 """tl-device: classify images with a model, run the pet-door daemon, check a door config."""
 
+import logging
 import os
 import signal
 import sys
@@ -20,8 +21,11 @@ from tl.device.errors import TLError
 @click.pass_context
 def main(ctx, verbose, quiet):
     """Run tl-edge models on a device: classify images, or run the pet door."""
-    # journald stamps each line itself; in a terminal the daemon's lines carry the time.
-    ctx.with_resource(cli_logging("tl-device", verbose, quiet, timestamps="JOURNAL_STREAM" not in os.environ))
+    # The daemon's log is its output (info by default); the other commands print what they found
+    # and log warnings only, unless -v. journald stamps each line itself; in a terminal they carry the time.
+    daemon = ctx.invoked_subcommand == "run"
+    ctx.with_resource(cli_logging("tl-device", verbose, quiet, default=logging.INFO if daemon else logging.WARNING,
+                                  timestamps=daemon and "JOURNAL_STREAM" not in os.environ))
 
 
 @main.command(epilog=exit_codes())
