@@ -90,10 +90,12 @@ class _EchoHandler(logging.Handler):
 
     def emit(self, record):
         try:
-            level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
-            where = f"{record.name}: " if record.levelno < logging.INFO else ""
+            if record.levelno >= logging.WARNING:  # a message to the user: PROG: warning: ...
+                head = f"{self.prog}: {record.levelname.lower()}: "
+            else:  # progress and status lines; debug lines say where they come from
+                head = f"{record.name}: " if record.levelno < logging.INFO else ""
             when = f"{self.formatter.formatTime(record)} " if self.timestamps else ""
-            click.echo(f"{when}{self.prog}: {level}{where}{record.getMessage()}", err=True)
+            click.echo(f"{when}{head}{record.getMessage()}", err=True)
         except Exception:
             self.handleError(record)
 
@@ -108,16 +110,17 @@ def log_level(verbose=0, quiet=False, default=logging.INFO):
 
 
 @contextlib.contextmanager
-def cli_logging(prog, verbose=0, quiet=False, default=logging.INFO, timestamps=False):
-    """Shows tl-edge's log records (the `tl` loggers) on stderr while a command runs, then restores logging.
+def cli_logging(prog, verbose=0, quiet=False, default=logging.INFO, timestamps=False, name="tl"):
+    """Shows tl-edge's log records on stderr while a command runs, then restores logging as it was.
 
     Args:
       prog: the program name each line starts with.
       verbose: -v count; quiet: -q.
       default: the level without -v/-q.
       timestamps: start each line with the time (a daemon in a terminal; journald adds its own).
+      name: the logger shown (default: every `tl.*` logger).
     """
-    logger = logging.getLogger("tl")
+    logger = logging.getLogger(name)
     handler = _EchoHandler(prog, timestamps)
     handler.setFormatter(logging.Formatter())
     saved = logger.level, logger.propagate
