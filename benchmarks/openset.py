@@ -262,8 +262,13 @@ def measure(a, tmp, one, two):
                                tmp / "rex")
     cfg = config.load_config(None, {"model": str(model), "source": ".", "allow": ("dog",),
                                     "gallery": str(tmp / "gallery.npz"), "require_identity": ("rex",)})
+
+    def recognizer(threads):
+        return make_recognizer(Classifier(model, threads=threads), cfg.openset, cfg.openset_quantile, cfg.gallery,
+                               cfg.require_identity, cfg.identity_threshold)
+
     porch_dog = scene.paste(scene.porch(np.random.default_rng(1)), load_image(dogs[0]))
-    cost = {t: frame_cost(tmp / "one" / "model_int8.tflite", model, make_recognizer(cfg, Classifier(model, threads=t)),
+    cost = {t: frame_cost(tmp / "one" / "model_int8.tflite", model, recognizer(t),
                           porch_dog, t) for t in (1, 2)}
     latency = interleaved_latency({f"{k} {v}": tmp / k / f"model_{v}.tflite" for k in ("one", "two")
                                    for v in ("float32", "int8")})

@@ -167,14 +167,11 @@ def test_same_timeline_same_decisions():
     ({"allow": ["wolf"]}, "no such class"),
     ({"allow": []}, "no class opens the door"),
     ({"deny": ["dog"]}, "both in --allow and in --deny"),
-    ({"threshold": 1.5}, "within 0..1"),
-    ({"thresholds": {"cat": -0.1}}, "within 0..1"),
     ({"thresholds": {"wolf": 0.5}}, "no such class"),
-    ({"votes": (6, 5)}, "1 <= K <= N"),
-    ({"votes": (0, 5)}, "1 <= K <= N"),
-    ({"open_seconds": -1}, "0 or more"),
 ])
 def test_invalid_policy_is_refused(kwargs, message):
+    # Numbers (thresholds in 0..1, 1 <= K <= N, durations) are checked once, by the config:
+    # see tests/test_device_config.py and test_policy_numbers_are_checked_by_the_config below.
     kwargs.setdefault("allow", ["dog"])
     with pytest.raises(ConfigError, match=message):
         make_policy_config(LABELS, **kwargs)
@@ -184,3 +181,18 @@ def test_unknown_class_message_lists_the_model_classes():
     with pytest.raises(ConfigError) as e:
         make_policy_config(LABELS, allow=["Dog"])
     assert "background, dog, cat, raccoon" in str(e.value)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"threshold": 1.5}, "within 0..1"),
+    ({"thresholds": {"cat": -0.1}}, "within 0..1"),
+    ({"votes": (6, 5)}, "1 <= K <= N"),
+    ({"votes": (0, 5)}, "1 <= K <= N"),
+    ({"open_seconds": -1}, "0 or more"),
+    ({"lockout_seconds": float("inf")}, "finite"),
+])
+def test_policy_numbers_are_checked_by_the_config(values, message):
+    from tl.device.door import config
+
+    with pytest.raises(ConfigError, match=message):
+        config.load_config(None, values)

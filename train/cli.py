@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from tl.device.errors import TLError
+from tl.device.cli.common import CONTEXT_SETTINGS, EXIT_INTERRUPTED, cli_logging, exit_codes, exits_on_error
 from tl.device.model.contract import RESIZE_RULES
 
 PRIOR_SCALE = 0.5  # chosen in benchmarks/generalisation.md
-CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
+CONTEXT = {**CONTEXT_SETTINGS, "show_default": True}
 
 
-@click.command(context_settings=CONTEXT)
+@click.command("tl-train", context_settings=CONTEXT, epilog=exit_codes())
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", "-o", "out", required=True, type=click.Path(path_type=Path), help="RUN_DIR to write model.keras, labels.txt, train.json and plots into (created if missing).")
 @click.option("--val-dir", type=click.Path(path_type=Path), default=None, help="Folder of validation images with the same class sub-folders. Without it, --val-split of DATA_DIR is held out.")
@@ -45,6 +45,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", help="tf.distribute strategy: auto mirrors across GPUs when there are several; multiworker reads TF_CONFIG.")
 @click.option("--mixed-precision", is_flag=True, default=False, help="Use mixed_float16 on a GPU (ignored on CPU).")
 @click.option("--verbose", "-v", is_flag=True, help="Log more detail.")
+@exits_on_error
 def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, resize, weights, views, epochs, patience,
          batch_size, learning_rate, dropout, hidden, l2, label_smoothing, class_weights, prior_scale, imagenet_top,
          operating_target, fine_tune_layers,
@@ -56,39 +57,36 @@ def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, r
       tl-train photos/ --out runs/door --val-dir photos-val/
       tl-train photos/ --out runs/door --val-split 0.2 --image-size 160 --fine-tune-layers 30
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        from tl.train.backbones import BackboneSpec
-        from tl.train.embeddings import parse_views
-        from tl.train.head import HeadConfig
-        from tl.train.inputs import check_inputs
-        from tl.train.trainer import TrainConfig
+    from tl.train.backbones import BackboneSpec
+    from tl.train.embeddings import parse_views
+    from tl.train.head import HeadConfig
+    from tl.train.inputs import check_inputs
+    from tl.train.trainer import TrainConfig
 
-        cfg = TrainConfig(
-            data_dir=data_dir, out=out, val_dir=val_dir, val_split=val_split, seed=seed,
-            backbone=BackboneSpec(backbone, alpha, int(image_size), None if weights == "none" else weights),
-            resize=resize, views=parse_views(views),
-            head=HeadConfig(dropout=dropout, hidden=hidden, l2=l2, label_smoothing=label_smoothing, epochs=epochs,
-                            patience=patience, batch_size=batch_size, learning_rate=learning_rate, class_weights=class_weights,
-                            prior_scale=prior_scale),
-            operating_target=operating_target, imagenet_top=imagenet_top,
-            fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
-            cache_dir=cache_dir, strategy=strategy, mixed_precision=mixed_precision,
-        )
-        _check_numbers(cfg)
+    cfg = TrainConfig(
+        data_dir=data_dir, out=out, val_dir=val_dir, val_split=val_split, seed=seed,
+        backbone=BackboneSpec(backbone, alpha, int(image_size), None if weights == "none" else weights),
+        resize=resize, views=parse_views(views),
+        head=HeadConfig(dropout=dropout, hidden=hidden, l2=l2, label_smoothing=label_smoothing, epochs=epochs,
+                        patience=patience, batch_size=batch_size, learning_rate=learning_rate, class_weights=class_weights,
+                        prior_scale=prior_scale),
+        operating_target=operating_target, imagenet_top=imagenet_top,
+        fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
+        cache_dir=cache_dir, strategy=strategy, mixed_precision=mixed_precision,
+    )
+    _check_numbers(cfg)
+    with cli_logging("tl-train", int(verbose), default=logging.WARNING):
         datasets = check_inputs(cfg)  # before TensorFlow starts: a refusal is quick and leaves nothing behind
         if not verbose:
             from tl.train.quiet import import_tensorflow
 
             import_tensorflow()  # TensorFlow's C++ start-up notices would bury the progress bars
-        run(cfg, datasets)
-    except TLError as e:
-        click.secho(f"error: {e}", fg="red", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.secho(f"interrupted: nothing was written under a final name in {out}", fg="yellow", err=True)
-        sys.exit(130)
+        try:
+            run(cfg, datasets)
+        except KeyboardInterrupt:
+            click.echo(f"tl-train: interrupted: nothing was written under a final name in {out}", err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
 
 def _check_numbers(cfg):

@@ -266,7 +266,8 @@ def run_door(cfg, stop=None, pin_factory=None, observers=None):
                                              cfg.closed_angle, pin_factory=pin_factory))
         classifier = Classifier(cfg.model, cfg.labels, threads=cfg.threads, edgetpu=cfg.edgetpu)
         policy = DoorPolicy(policy_config(cfg, classifier.labels))
-        recognizer = make_recognizer(cfg, classifier)
+        recognizer = make_recognizer(classifier, cfg.openset, cfg.openset_quantile, cfg.gallery,
+                                     cfg.require_identity, cfg.identity_threshold)
         classifier.warm_up()
         source = stack.enter_context(open_source(cfg.source, cfg.fps, cfg.capture, sleep=stop.wait))
         events = stack.enter_context(EventLog(cfg.events))

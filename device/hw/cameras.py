@@ -11,14 +11,10 @@ import time
 
 import cv2
 
-from tl.device.errors import ConfigError, TLError
+from tl.device.errors import CameraError, ConfigError
 from tl.device.hw.frames import Frame, Gap, RateCap, Source
 
 log = logging.getLogger(__name__)
-
-
-class CameraError(TLError, OSError):
-    """A camera cannot be opened or stopped delivering frames (the daemon retries)."""
 
 
 class OpenCVCamera:

@@ -11,7 +11,7 @@ every open, with the clock advanced by each frame interval and each backoff slee
 
 import numpy as np
 
-from tl.device.hw.cameras import CameraError
+from tl.device.errors import CameraError
 
 
 class FakeClock:
