@@ -10,6 +10,7 @@ import click
 from tl.device import __version__
 from tl.device.cli.common import exits_on_error
 from tl.device.cli.enroll import enroll as enroll_command
+from tl.device.cli.score import make_command as make_score_command
 from tl.device.door import config
 from tl.device.errors import TLError
 
@@ -129,6 +130,7 @@ def _checked(cfg, where):
 
 
 main.add_command(enroll_command)
+main.add_command(make_score_command(_config_options))
 
 if __name__ == "__main__":
     main()

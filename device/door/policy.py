@@ -138,6 +138,9 @@ class DoorPolicy:
       state: "closed", "open" or "locked" (closed, and denied classes were seen recently).
     """
 
+    # Gated frames: False holds the vote window (measured best, benchmarks/door_scenes.md); True repeats the last vote.
+    repeat_gated = False
+
     def __init__(self, config):
         self.config = config
         self.state = CLOSED
@@ -158,6 +161,9 @@ class DoorPolicy:
         vote = self._vote(ts, np.asarray(scores, np.float32))
         if verdict is not None and (verdict.unknown or not verdict.identified):
             vote = vote._replace(allowed=None, denied=None if verdict.unknown else vote.denied)
+        return self._decide(ts, vote)
+
+    def _decide(self, ts, vote):
         self._votes.append(vote)
         if vote.denied is not None:
             return self._deny(ts, vote)
@@ -169,6 +175,24 @@ class DoorPolicy:
         if self.state == OPEN:
             return self._keep_open(ts, vote)
         return self._maybe_open(ts)
+
+    def gated(self, ts):
+        """Takes a frame the motion gate passed over (nothing there, or nothing new); returns a list of Decisions.
+
+        It brings no evidence: the vote window keeps what it holds (a visitor standing still is still
+        decided on the frames that were classified), an open door closes `open_seconds` after the last
+        allowed frame, and a lockout ends on time. With `repeat_gated`, the frame instead counts as a
+        copy of the last classified frame's vote.
+        """
+        ts = self._monotonic(float(ts))
+        if self.repeat_gated and self._votes:
+            return self._decide(ts, self._votes[-1]._replace(ts=ts))
+        if self.state == LOCKED and ts >= self._locked_until:
+            log.info("lockout over at %.2f s", ts)
+            self.state = CLOSED
+        if self.state == OPEN:
+            return self._keep_open(ts, _Vote(ts, None, None, None, None))
+        return []
 
     def fault(self, ts, reason):
         """Closes the door for a reason outside the scores (stop, camera loss, error).
