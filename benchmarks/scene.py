@@ -35,7 +35,7 @@ TIMELINE = (("allow", 3.0), (None, 1.0), ("other", 2.0), (None, 1.0), ("allow", 
 # Door scenes: empty porch before the first visitor (a motion gate learns the background meanwhile).
 LEAD_SECONDS = 2.0
 # A visit: walk in from a side, stand, walk out of the other side.
-WALK_SECONDS, VISIT_SECONDS = 0.4, 3.0
+WALK_SECONDS, VISIT_SECONDS = 0.4, 2.5
 BACKGROUNDS = ("siding", "brick", "plain", "door")
 
 

@@ -39,6 +39,7 @@ class Recorder:
         self.records = []
         self.policy_config = None
         self.heartbeat_seconds = None
+        self.watch_open = True
 
     def __call__(self, loop, frame, gated, scores, verdict):
         from tl.device.door.score import FrameRecord
@@ -46,6 +47,7 @@ class Recorder:
         if self.policy_config is None:
             self.policy_config = loop.policy.config
             self.heartbeat_seconds = loop.gate.heartbeat_seconds if loop.gate is not None else None
+            self.watch_open = loop.gate.watch_open if loop.gate is not None else True
         if scores is None and self.shadow:
             scores, verdict = _shadow(loop, frame)
         moving = None if gated is None else gated.changed >= loop.gate.area
@@ -73,7 +75,8 @@ def make_command(config_options):
                   help="seconds after a visit's start by which the door must be open for an allowed class")
     @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="write the result as JSON")
     @click.option("--sweep", multiple=True, metavar="KEY=VALUES",
-                  help="replay these settings too: threshold=0.3:0.95:0.05 or threshold=0.5,0.8; votes=2/4,3/5,4/6")
+                  help="replay these settings too (repeat; every combination): threshold=0.3:0.95:0.05 or "
+                       "threshold=0.5,0.8; votes=2/4,3/5,4/6; lockout=2,30")
     @click.option("--plot", type=click.Path(dir_okay=False), help="with --sweep: PNG of the trade-off (needs matplotlib)")
     @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file with any run option")
     @config_options
@@ -90,6 +93,8 @@ def make_command(config_options):
         """
         from tl.device.door import score as sc
 
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            logging.getLogger("tl.device.door").setLevel(logging.WARNING)  # an evening of events: the table's job
         cli = {k: (v if v != () else None) for k, v in options.items()}
         if recording is not None:
             if cli.get("source") not in (None, recording):
@@ -114,7 +119,7 @@ def make_command(config_options):
                       is not None)
         if settings:
             rows = sc.sweep(recorder.records, recorder.policy_config, settings, visits, cfg.allow, in_time,
-                            recorder.heartbeat_seconds)
+                            recorder.heartbeat_seconds, recorder.watch_open)
             click.echo("")
             for line in sc.sweep_lines(rows):
                 click.echo(line)
@@ -134,16 +139,8 @@ def _replay(cfg, shadow):
     from tl.device.door.loop import run_door
 
     recorder = Recorder(shadow=shadow)
-    quiet = logging.getLogger().getEffectiveLevel() > logging.DEBUG
-    door_log = logging.getLogger("tl.device.door")
-    level = door_log.level
-    if quiet:
-        door_log.setLevel(logging.WARNING)  # an evening of events is the table's job, not the log's
-    try:
-        stats = run_door(cfg, recorder=recorder)
-        events = read_events(cfg.events)
-    finally:
-        door_log.setLevel(level)
+    stats = run_door(cfg, recorder=recorder)
+    events = read_events(cfg.events)
     starts = [i for i, e in enumerate(events) if e["event"] == "start"]
     return events[starts[-1] if starts else 0 :], recorder, stats  # an appended events file: this run only
 
@@ -152,7 +149,7 @@ def _check_replay(sc, recorder, visits, allow, in_time, result):
     # The sweep replays the pure policy; it must agree with the loop on the settings in force.
     if recorder.policy_config is None:
         return
-    events, _ = sc.replay(recorder.records, recorder.policy_config, recorder.heartbeat_seconds)
+    events, _ = sc.replay(recorder.records, recorder.policy_config, recorder.heartbeat_seconds, recorder.watch_open)
     again = sc.score_events(events, visits, allow, in_time)
     if again["visits"] != result["visits"] or again["false_opens"] != result["false_opens"]:
         log.warning("the replayed policy disagrees with the door loop on this recording; trust the table, "

@@ -33,6 +33,8 @@ DILATE = np.ones((5, 5), np.uint8)
 SUBTRACTOR_SECONDS = 10.0
 BACKGROUNDS = ("average", "selective", "mog2", "knn")
 DEFAULT_BACKGROUND = "selective"
+# Classify every frame while the door is open, or only moving ones (gated frames still let it close on time).
+WATCH_OPEN = True
 
 Verdict = collections.namedtuple("Verdict", ["classify", "why", "changed"])
 Verdict.__doc__ = "A gate's answer for one frame: classify it?, why (motion/heartbeat/busy/first/idle), changed share."
@@ -47,17 +49,20 @@ class MotionGate:
       heartbeat_seconds: classify at least this often, motion or not.
       roi: (x, y, w, h) region of interest in frame pixels, or None for the whole frame.
       background: how the empty porch is learned, one of BACKGROUNDS (see `make_background`).
+      watch_open: classify every frame while the door is open (`busy`), moving or not.
 
     Attributes:
       counts: {why: frames} over the gate's life (motion, heartbeat, busy, first, idle).
     """
 
-    def __init__(self, area=0.01, delta=20, heartbeat_seconds=2.0, roi=None, background=DEFAULT_BACKGROUND):
+    def __init__(self, area=0.01, delta=20, heartbeat_seconds=2.0, roi=None, background=DEFAULT_BACKGROUND,
+                 watch_open=WATCH_OPEN):
         self.area = float(area)
         self.delta = int(delta)
         self.heartbeat_seconds = float(heartbeat_seconds)
         self.roi = roi
         self.background = background
+        self.watch_open = watch_open
         self.counts = collections.Counter()
         self._model = make_background(background, self.delta)
         self._seen_ts = None
@@ -79,7 +84,7 @@ class MotionGate:
         dt = ts - self._seen_ts if self._seen_ts is not None else None
         changed = self._model.apply(small, dt)
         self._seen_ts = ts
-        why = decide(changed >= self.area, busy, ts, self._classified_ts, self.heartbeat_seconds)
+        why = decide(changed >= self.area, busy and self.watch_open, ts, self._classified_ts, self.heartbeat_seconds)
         self.counts[why] += 1
         if why != "idle":
             self._classified_ts = ts

@@ -250,6 +250,9 @@ class DoorPolicy:
         if ts - self._last_allowed < cfg.open_seconds:
             return []
         self.state = CLOSED
+        # Its evidence is spent: with gated frames the window may still hold the allowed votes that
+        # opened it, and must not reopen the door on them when the next frame is classified.
+        self._votes.clear()
         return [Decision("door_close", None, None, f"no {cfg.names(cfg.allow)} for {cfg.open_seconds:g} s")]
 
     def _maybe_open(self, ts):

@@ -120,17 +120,17 @@ def score_events(events, visits, allow, in_time=0.5, frames=None, classified=Non
     return result
 
 
-def replay(records, policy_config, heartbeat_seconds=None):
+def replay(records, policy_config, heartbeat_seconds=None, watch_open=True):
     """Runs the pure policy over recorded frames; returns (events as dicts, frames classified).
 
     With a gate (`moving` not None), a frame is classified as the loop would: when it moves, on a
-    heartbeat, or while the door is open; other frames go to the policy as gated frames.
+    heartbeat, or (`watch_open`) while the door is open; other frames go to the policy as gated frames.
     """
     policy = DoorPolicy(policy_config)
     events, classified, last = [], 0, None
     for r in records:
         if r.moving is not None:
-            why = decide(r.moving, policy.state == OPEN, r.ts, last, heartbeat_seconds)
+            why = decide(r.moving, watch_open and policy.state == OPEN, r.ts, last, heartbeat_seconds)
             if why == "idle":
                 events += [_event(d, r.ts) for d in policy.gated(r.ts)]
                 continue
@@ -153,7 +153,7 @@ def parse_sweep(specs):
     """Turns --sweep specs into a list of settings ({key: value}), every combination of the keys.
 
     `threshold=0.3:0.95:0.05` (start:stop:step, stop included) or `threshold=0.5,0.8`;
-    `votes=2/4,3/5,4/6`.
+    `votes=2/4,3/5,4/6`; `lockout=2,30` (seconds the door stays locked after a denied class).
 
     Raises:
       ConfigError: an unknown key or a value that does not parse.
@@ -162,14 +162,15 @@ def parse_sweep(specs):
     for spec in specs:
         key, sep, values = spec.partition("=")
         key = key.strip()
-        if not sep or key not in ("threshold", "votes"):
-            raise ConfigError(f"--sweep {spec!r}: expected threshold=START:STOP:STEP (or a,b,c) or votes=K/N,K/N")
+        if not sep or key not in ("threshold", "votes", "lockout"):
+            raise ConfigError(f"--sweep {spec!r}: expected threshold=START:STOP:STEP (or a,b,c), votes=K/N,K/N "
+                              "or lockout=SECONDS,SECONDS")
         try:
-            axes[key] = _thresholds(values) if key == "threshold" else _votes(values)
+            axes[key] = {"threshold": _thresholds, "votes": _votes, "lockout": _seconds}[key](values)
         except (ValueError, ZeroDivisionError):
             raise ConfigError(f"--sweep {spec!r}: cannot read the values; e.g. threshold=0.3:0.95:0.05, "
                               "votes=2/4,3/5,4/6") from None
-    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())] if axes else []
 
 
 def _thresholds(text):
@@ -186,6 +187,13 @@ def _thresholds(text):
     return values
 
 
+def _seconds(text):
+    values = [float(v) for v in text.split(",")]
+    if not all(v >= 0 for v in values):
+        raise ValueError(text)
+    return values
+
+
 def _votes(text):
     out = []
     for item in text.split(","):
@@ -197,36 +205,40 @@ def _votes(text):
 
 
 def configure(policy_config, setting):
-    """The PolicyConfig with a sweep setting applied: `threshold` for every class, `votes` as (K, N)."""
+    """The PolicyConfig with a sweep setting applied: `threshold` for every class, `votes` as (K, N), `lockout`."""
     changes = {}
     if "threshold" in setting:
         changes["thresholds"] = (float(setting["threshold"]),) * len(policy_config.labels)
     if "votes" in setting:
         changes["votes"], changes["window"] = setting["votes"]
+    if "lockout" in setting:
+        changes["lockout_seconds"] = float(setting["lockout"])
     if hasattr(policy_config, "model_copy"):  # a pydantic model
         return policy_config.model_copy(update=changes)
     return dataclasses.replace(policy_config, **changes)
 
 
-def sweep(records, policy_config, settings, visits, allow, in_time=0.5, heartbeat_seconds=None):
+def sweep(records, policy_config, settings, visits, allow, in_time=0.5, heartbeat_seconds=None, watch_open=True):
     """Replays every setting (and the config in force, marked `default`, if no setting is it); one row each.
 
-    Rows: threshold (of the first allowed class), votes "K/N", default, allowed_in_time, allowed_let_in (in time or late), others_let_in,
+    Rows: threshold (of the first allowed class), votes "K/N", lockout_s, default, allowed_in_time, allowed_let_in (in time or late), others_let_in,
     false_opens, lockouts, classified_share.
     """
     rows = []
     for setting in settings:
         rows.append(_sweep_row(records, configure(policy_config, setting), policy_config, visits, allow, in_time,
-                               heartbeat_seconds))
+                               heartbeat_seconds, watch_open))
     if not any(r["default"] for r in rows):
-        rows.insert(0, _sweep_row(records, policy_config, policy_config, visits, allow, in_time, heartbeat_seconds))
+        rows.insert(0, _sweep_row(records, policy_config, policy_config, visits, allow, in_time, heartbeat_seconds,
+                                     watch_open))
     return rows
 
 
-def _sweep_row(records, cfg, default, visits, allow, in_time, heartbeat_seconds):
-    events, classified = replay(records, cfg, heartbeat_seconds)
+def _sweep_row(records, cfg, default, visits, allow, in_time, heartbeat_seconds, watch_open):
+    events, classified = replay(records, cfg, heartbeat_seconds, watch_open)
     s = score_events(events, visits, allow, in_time, len(records), classified)
-    return {"threshold": cfg.thresholds[cfg.allow[0]], "votes": f"{cfg.votes}/{cfg.window}", "default": cfg == default,
+    return {"threshold": cfg.thresholds[cfg.allow[0]], "votes": f"{cfg.votes}/{cfg.window}",
+            "lockout_s": cfg.lockout_seconds, "default": cfg == default,
             "allowed_in_time": s["summary"]["in_time"], "allowed_let_in": s["summary"]["in_time"] + s["summary"]["late"],
             "allowed_visits": s["summary"]["allowed_visits"], "others_let_in": s["summary"]["let_in"],
             "other_visits": s["summary"]["other_visits"], "false_opens": s["false_opens"],
@@ -258,11 +270,11 @@ def summary_lines(result):
 
 def sweep_lines(rows):
     """The sweep's trade-off table, the settings in force marked with *."""
-    lines = [f"  {'threshold':>9}  {'votes':>5}  {'in time':>7}  {'let in':>6}  {'others in':>9}  "
+    lines = [f"  {'threshold':>9}  {'votes':>5}  {'lockout':>7}  {'in time':>7}  {'let in':>6}  {'others in':>9}  "
              f"{'false opens':>11}  {'lockouts':>8}  classified"]
     for r in rows:
         share = f"{r['classified_share']:.0%}" if r["classified_share"] is not None else "-"
-        lines.append(f"{'*' if r['default'] else ' '} {r['threshold']:>9.2f}  {r['votes']:>5}  "
+        lines.append(f"{'*' if r['default'] else ' '} {r['threshold']:>9.2f}  {r['votes']:>5}  {r['lockout_s']:>6g}s  "
                      f"{r['allowed_in_time']:>3}/{r['allowed_visits']:<3}  {r['allowed_let_in']:>6}  "
                      f"{r['others_let_in']:>4}/{r['other_visits']:<4}  {r['false_opens']:>11}  {r['lockouts']:>8}  {share}")
     return lines + ["* the settings in force; in time / let in: allowed visits; others in: other visits let in"]
