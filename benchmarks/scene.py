@@ -122,7 +122,9 @@ def place(rgb, rng):
     h = int(H * rng.uniform(0.45, 0.85))
     w = min(W - 20, max(8, int(rgb.shape[1] * h / rgb.shape[0])))
     photo = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)[:, :, ::-1].astype(np.float32)
-    x = int(rng.integers(0, W - w + 1))
+    # Standing within the square the model sees of a 4:3 frame (its centre crop), as at a door with a ROI on it.
+    side = (W - H) // 2
+    x = int(rng.integers(side, W - side - w + 1)) if w <= H else (W - w) // 2
     y = int(rng.integers(max(0, H - h - 40), H - h + 1))
     return photo, x, y, int(rng.choice([-1, 1]))
 
