@@ -157,7 +157,7 @@ def _check_replay(sc, recorder, visits, allow, in_time, result):
 
 
 def _plot(rows, path):
-    """Draws allowed visits let in against wrong opens, one point per setting; skips without matplotlib."""
+    """Draws allowed visits in time and wrong opens against the threshold, a line per votes/lockout; needs matplotlib."""
     try:
         import matplotlib
 
@@ -166,21 +166,22 @@ def _plot(rows, path):
     except ImportError:
         click.echo(f"matplotlib is not installed: no plot written to {path} (pip install matplotlib)")
         return
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for votes in sorted({r["votes"] for r in rows}):
-        mine = [r for r in rows if r["votes"] == votes]
-        ax.plot([r["false_opens"] + r["others_let_in"] for r in mine], [r["allowed_in_time"] for r in mine], "o-",
-                label=f"votes {votes}", alpha=0.7)
-        for r in mine:
-            ax.annotate(f"{r['threshold']:.2f}", (r["false_opens"] + r["others_let_in"], r["allowed_in_time"]),
-                        fontsize=7, alpha=0.6)
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
+    for series in sorted({(r["votes"], r["lockout_s"]) for r in rows}):
+        mine = sorted((r for r in rows if (r["votes"], r["lockout_s"]) == series), key=lambda r: r["threshold"])
+        label = f"votes {series[0]}, lockout {series[1]:g} s"
+        x = [r["threshold"] for r in mine]
+        line, = top.plot(x, [r["allowed_in_time"] for r in mine], "o-", ms=3, label=label, alpha=0.8)
+        bottom.plot(x, [r["false_opens"] + r["others_let_in"] for r in mine], "o--", ms=3, color=line.get_color())
     for r in (r for r in rows if r["default"]):
-        ax.plot(r["false_opens"] + r["others_let_in"], r["allowed_in_time"], "k*", markersize=16,
-                label=f"in force ({r['threshold']:.2f}, {r['votes']})")
-    ax.set_xlabel("wrong opens (false opens + other visits let in)")
-    ax.set_ylabel(f"allowed visits let in on time (of {rows[0]['allowed_visits']})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        top.plot(r["threshold"], r["allowed_in_time"], "k*", ms=14, label="settings in force")
+        bottom.plot(r["threshold"], r["false_opens"] + r["others_let_in"], "k*", ms=14)
+    top.set_ylabel(f"allowed visits in time (of {rows[0]['allowed_visits']})")
+    bottom.set_ylabel("wrong opens\n(false opens + others let in)")
+    bottom.set_xlabel("threshold")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    top.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
