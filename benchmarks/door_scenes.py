@@ -161,6 +161,11 @@ def markdown(result):
     return "\n".join(lines) + "\n"
 
 
+def _shown(path):
+    path = path.resolve()
+    return str(path.relative_to(HERE.parent)) if path.is_relative_to(HERE.parent) else str(path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=HERE.parent / "runs" / "demo" / "model_int8.tflite",
@@ -176,7 +181,7 @@ def main():
     if not args.model.is_file():
         raise SystemExit(f"{args.model} not found: run `make demo` first, or pass --model")
     args.work.mkdir(parents=True, exist_ok=True)
-    result = json.loads(args.json.read_text()) if args.gates_only else {"model": str(args.model), "scenes": []}
+    result = json.loads(args.json.read_text()) if args.gates_only else {"model": _shown(args.model), "scenes": []}
     gates = []
     for name, data, night, seed in SCENES:
         folder = build(args.work, name, data, night, seed, args.per_class)
