@@ -10,6 +10,7 @@ import click
 from tl.device import __version__
 from tl.device.cli.common import CONTEXT_SETTINGS, EXIT_INPUT, cli_logging, echo_error, exit_codes, exits_on_error
 from tl.device.cli.enroll import enroll as enroll_command
+from tl.device.cli.score import make_command as make_score_command
 from tl.device.door import config, schema
 from tl.device.errors import TLError
 
@@ -161,6 +162,7 @@ def _checked(cfg, where):
 
 
 main.add_command(enroll_command)
+main.add_command(make_score_command(_config_options))
 
 if __name__ == "__main__":
     main()

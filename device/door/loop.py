@@ -49,13 +49,15 @@ class DoorLoop:
       clock: monotonic clock for the status line and real-time replays.
       gate: a MotionGate that decides which frames are classified, or None: all of them.
       recognizer: a Recognizer (open-set rejection, required identity) judging each classified frame, or None.
+      recorder: None, or a callable (loop, frame, gate verdict, scores, recognizer verdict) called per frame
+        (scores None: gated) after the policy; `tl-device score` records a replay with it.
 
     Other threads (the status page, MQTT) call only `snapshot`, `subscribe`/`unsubscribe` and
     `add_reporter`/`remove_reporter`.
     """
 
     def __init__(self, classifier, policy, door, events, snapshots=None, roi=None, status_seconds=5.0,
-                 clock=time.monotonic, gate=None, recognizer=None):
+                 clock=time.monotonic, gate=None, recognizer=None, recorder=None):
         self.classifier = classifier
         self.policy = policy
         self.door = door
@@ -68,6 +70,7 @@ class DoorLoop:
         self.watchdog = service.Watchdog(clock)
         self.gate = gate
         self.recognizer = recognizer
+        self.recorder = recorder
         self.alive_at = clock()
         self.camera_lost = None
         self._source = None
@@ -170,8 +173,13 @@ class DoorLoop:
         self.stats.frames += 1
         self.camera_lost = None
         # While the door is open every frame counts: it must close on time, and lock for a raccoon.
-        if self.gate is not None and not self.gate.check(frame.image, frame.ts, busy=self.door.is_open).classify:
+        gated = self.gate.check(frame.image, frame.ts, busy=self.door.is_open) if self.gate is not None else None
+        if gated is not None and not gated.classify:
             self.stats.skipped_motion += 1
+            for decision in self.policy.gated(frame.ts):  # time passes for the policy: an open door closes on time
+                self.apply(decision, frame.ts, frame.index, frame.image)
+            if self.recorder is not None:
+                self.recorder(self, frame, gated, None, None)
             self._tick()
             return
         scores = self.classifier.classify_frame(frame.image, self.roi)
@@ -181,6 +189,8 @@ class DoorLoop:
         for decision in self.policy.update(frame.ts, scores, verdict):
             self.apply(decision, frame.ts, frame.index, frame.image)
         self.stats.classified += 1
+        if self.recorder is not None:
+            self.recorder(self, frame, gated, scores, verdict)
         if self.stats.first_decision is None:
             self.stats.first_decision = time.time()
         self._tick()
@@ -239,7 +249,7 @@ class DoorLoop:
         service.notify("STOPPING=1")
 
 
-def run_door(cfg, stop=None, pin_factory=None, observers=None):
+def run_door(cfg, stop=None, pin_factory=None, observers=None, recorder=None):
     """Runs the door daemon described by a RunConfig until its source ends or `stop` is set.
 
     Order matters for safety: the door is made (commanded closed) first, so a bad model or
@@ -252,6 +262,7 @@ def run_door(cfg, stop=None, pin_factory=None, observers=None):
       observers: None, or a callable (cfg, loop, source) -> context manager that watches the running
         loop through `snapshot`/`subscribe` (`tl.device.observe.reporters.open_reporters`: status page,
         MQTT); the loop never imports them.
+      recorder: None, or a per-frame callable (see DoorLoop).
 
     Returns:
       RunStats.
@@ -275,7 +286,7 @@ def run_door(cfg, stop=None, pin_factory=None, observers=None):
         if source.live and cfg.realtime is False:
             log.warning("--no-realtime has no effect on a live camera")
         loop = DoorLoop(classifier, policy, door, events, snapshots, cfg.roi, cfg.status_seconds,
-                        gate=make_gate(cfg, source.live), recognizer=recognizer)
+                        gate=make_gate(cfg, source.live), recognizer=recognizer, recorder=recorder)
         if observers is not None:
             stack.enter_context(observers(cfg, loop, source))
         start_reason = f"{describe(cfg, classifier, policy, door, source)}; {recognizer.describe()}"

@@ -129,6 +129,9 @@ class DoorPolicy:
       state: "closed", "open" or "locked" (closed, and denied classes were seen recently).
     """
 
+    # Gated frames: False holds the vote window (measured best, benchmarks/door_scenes.md); True repeats the last vote.
+    repeat_gated = False
+
     def __init__(self, config):
         self.config = config
         self.state = CLOSED
@@ -149,6 +152,9 @@ class DoorPolicy:
         vote = self._vote(ts, np.asarray(scores, np.float32))
         if verdict is not None and (verdict.unknown or not verdict.identified):
             vote = vote._replace(allowed=None, denied=None if verdict.unknown else vote.denied)
+        return self._decide(ts, vote)
+
+    def _decide(self, ts, vote):
         self._votes.append(vote)
         if vote.denied is not None:
             return self._deny(ts, vote)
@@ -160,6 +166,24 @@ class DoorPolicy:
         if self.state == OPEN:
             return self._keep_open(ts, vote)
         return self._maybe_open(ts)
+
+    def gated(self, ts):
+        """Takes a frame the motion gate passed over (nothing there, or nothing new); returns a list of Decisions.
+
+        It brings no evidence: the vote window keeps what it holds (a visitor standing still is still
+        decided on the frames that were classified), an open door closes `open_seconds` after the last
+        allowed frame, and a lockout ends on time. With `repeat_gated`, the frame instead counts as a
+        copy of the last classified frame's vote.
+        """
+        ts = self._monotonic(float(ts))
+        if self.repeat_gated and self._votes:
+            return self._decide(ts, self._votes[-1]._replace(ts=ts))
+        if self.state == LOCKED and ts >= self._locked_until:
+            log.info("lockout over at %.2f s", ts)
+            self.state = CLOSED
+        if self.state == OPEN:
+            return self._keep_open(ts, _Vote(ts, None, None, None, None))
+        return []
 
     def fault(self, ts, reason):
         """Closes the door for a reason outside the scores (stop, camera loss, error).
@@ -217,6 +241,9 @@ class DoorPolicy:
         if ts - self._last_allowed < cfg.open_seconds:
             return []
         self.state = CLOSED
+        # Its evidence is spent: with gated frames the window may still hold the allowed votes that
+        # opened it, and must not reopen the door on them when the next frame is classified.
+        self._votes.clear()
         return [Decision("door_close", None, None, f"no {cfg.names(cfg.allow)} for {cfg.open_seconds:g} s")]
 
     def _maybe_open(self, ts):
