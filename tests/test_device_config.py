@@ -23,7 +23,8 @@ def write(tmp_path, text, name="door.toml"):
 
 def test_defaults_match_the_issue():
     cfg = config.RunConfig()
-    assert (cfg.fps, cfg.threshold, cfg.votes, cfg.open_seconds, cfg.lockout_seconds) == (10.0, 0.8, (3, 5), 10.0, 30.0)
+    # No threshold: the model's operating points apply (else 0.8); a 2 s lockout (benchmarks/door_scenes.md).
+    assert (cfg.fps, cfg.threshold, cfg.votes, cfg.open_seconds, cfg.lockout_seconds) == (10.0, None, (3, 5), 10.0, 2.0)
     assert cfg.door == "none" and cfg.pin == 17 and cfg.realtime is None
 
 
@@ -283,6 +284,30 @@ def test_run_flags_reach_the_config(tmp_path, tiny_models):
     result = CliRunner().invoke(main, ["run", "--config", str(path), "--threshold", "0.5", "--votes", "2/3",
                                        "--deny", "raccoon", "--check-config"])
     assert result.exit_code == 0, result.output
-    assert "votes 2/3; threshold 0.50" in result.output and "deny raccoon" in result.output
+    assert "votes 2/3; thresholds background 0.50, dog 0.50, raccoon 0.50 (0.50 from command line" in result.output and "deny raccoon" in result.output
     result = CliRunner().invoke(main, ["run", "--config", str(path), "--threshold", "2", "--check-config"])
     assert result.exit_code == 2 and "command line: --threshold 2: must be within 0..1" in result.output
+
+
+def _cfg(**values):
+    return config.load_config(None, {"model": "m.tflite", "source": ".", "allow": ("dog",), **values})
+
+
+def test_the_models_operating_points_apply_where_the_config_sets_no_threshold():
+    labels, points = ("cat", "dog", "other"), {"cat": 0.5, "dog": 0.71, "other": 0.5}
+    base, per_class, source = config.thresholds_in_force(_cfg(), labels, points)
+    assert per_class == points and "operating points" in source and "dog 0.71" in source
+    assert config.policy_config(_cfg(), labels, points).thresholds == (0.5, 0.71, 0.5)
+
+
+def test_the_config_wins_over_the_operating_points():
+    labels, points = ("cat", "dog", "other"), {"cat": 0.5, "dog": 0.71, "other": 0.5}
+    assert config.policy_config(_cfg(threshold=0.9), labels, points).thresholds == (0.9, 0.9, 0.9)
+    pc = config.policy_config(_cfg(thresholds={"dog": 0.6}), labels, points)
+    assert pc.thresholds == (0.5, 0.6, 0.5)
+    assert "[thresholds]" in config.thresholds_in_force(_cfg(thresholds={"dog": 0.6}), labels, points)[2]
+
+
+def test_without_operating_points_the_fallback_is_said():
+    base, per_class, source = config.thresholds_in_force(_cfg(), ("cat", "dog"), {})
+    assert base == config.FALLBACK_THRESHOLD and per_class == {} and "no operating points" in source

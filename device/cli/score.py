@@ -115,7 +115,9 @@ def make_command(config_options):
         for line in sc.visit_lines(result):
             click.echo(line)
         result.update(recording=cfg.source, truth=str(truth), model=cfg.model, allow=list(cfg.allow),
-                      votes=f"{cfg.votes[0]}/{cfg.votes[1]}", threshold=cfg.threshold, motion=recorder.heartbeat_seconds
+                      votes=f"{cfg.votes[0]}/{cfg.votes[1]}", threshold=cfg.threshold,
+                      thresholds=(dict(zip(recorder.policy_config.labels, map(float, recorder.policy_config.thresholds)))
+                                  if recorder.policy_config is not None else None), motion=recorder.heartbeat_seconds
                       is not None)
         if settings:
             rows = sc.sweep(recorder.records, recorder.policy_config, settings, visits, cfg.allow, in_time,

@@ -281,8 +281,48 @@ def _check_output(cfg, key, folder, is_file=None):
                           "choose another, or give the door's user write access") from None
 
 
-def policy_config(cfg, labels):
+# The threshold of a class when neither the config nor the model says one.
+FALLBACK_THRESHOLD = 0.8
+
+
+def thresholds_in_force(cfg, labels, operating_points=None):
+    """The per-class thresholds the door uses, and where they came from, in a person's words.
+
+    The config wins: `[thresholds]` for a class, then `threshold` for every class. Where the config sets
+    neither, the model's operating points (tl-train chose them on held-out photos for a stated target)
+    apply; a class with none of these gets FALLBACK_THRESHOLD.
+
+    Returns:
+      (threshold, {class: threshold}, source): the base threshold for make_policy_config, the per-class
+      overrides, and a line for the start event and check-config.
+    """
+    labels = tuple(labels)
+    points = {c: float(v) for c, v in (operating_points or {}).items() if c in labels}
+    per_class, parts = {}, []
+    if cfg.threshold is not None:
+        base, parts = float(cfg.threshold), [f"{cfg.threshold:.2f} from {cfg.describe('threshold').split(' = ')[0]}"]
+    elif points:
+        base = FALLBACK_THRESHOLD
+        per_class.update(points)
+        parts.append("the model's operating points")
+    else:
+        base = FALLBACK_THRESHOLD
+        parts.append(f"{FALLBACK_THRESHOLD:.2f} (the model carries no operating points)")
+    if cfg.thresholds:
+        per_class.update({c: float(v) for c, v in cfg.thresholds.items()})
+        parts.append("[thresholds] of the config for " + ", ".join(sorted(cfg.thresholds)))
+    shown = [f"{c} {per_class.get(c, base):.2f}" for c in labels[:10]] + (["…"] if len(labels) > 10 else [])
+    return base, per_class, f"thresholds {', '.join(shown)} ({'; '.join(parts)})"
+
+
+def policy_config(cfg, labels, operating_points=None):
     """Builds the door policy's config from a RunConfig and the model's labels, checking the class names.
+
+    Args:
+      cfg: the RunConfig.
+      labels: the model's labels.
+      operating_points: the model's {class: threshold} (`ModelInfo.operating_points`), used where the
+        config sets no threshold (see `thresholds_in_force`).
 
     Raises:
       ConfigError: a class the model does not have, naming the key and the model's classes.
@@ -293,7 +333,8 @@ def policy_config(cfg, labels):
             if name not in labels:
                 raise ConfigError(f"{cfg.describe(key)}: model {Path(str(cfg.model)).name} has no class {name!r}; "
                                   f"its classes are: {', '.join(labels)}")
-    return make_policy_config(labels, cfg.allow, cfg.deny, cfg.ignore, cfg.threshold, cfg.thresholds,
+    base, per_class, _ = thresholds_in_force(cfg, labels, operating_points)
+    return make_policy_config(labels, cfg.allow, cfg.deny, cfg.ignore, base, per_class,
                               cfg.votes, cfg.open_seconds, cfg.lockout_seconds)
 
 
@@ -310,7 +351,7 @@ def check_model(cfg, info):
     from tl.device.recognition.gallery import load_gallery
     from tl.device.recognition.openset import stats_from_model
 
-    pc = policy_config(cfg, info.labels)
+    pc = policy_config(cfg, info.labels, info.operating_points)
     if cfg.openset and stats_from_model(info) is None:
         raise ModelError(f"{cfg.describe('openset')}: model {cfg.model} carries no open-set statistics; train "
                          "with this tl-train and convert with this tl-convert, or leave openset out")

@@ -11,7 +11,7 @@ import threading
 import time
 
 from tl.device.door import service, state
-from tl.device.door.config import policy_config, require_run
+from tl.device.door.config import policy_config, require_run, thresholds_in_force
 from tl.device.door.events import EventLog, Snapshots
 from tl.device.door.motion import make_gate
 from tl.device.door.policy import LOCKED, DoorPolicy
@@ -276,7 +276,7 @@ def run_door(cfg, stop=None, pin_factory=None, observers=None, recorder=None):
         door = stack.enter_context(make_door(cfg.door, cfg.pin, cfg.active_low, cfg.open_angle,
                                              cfg.closed_angle, pin_factory=pin_factory))
         classifier = Classifier(cfg.model, cfg.labels, threads=cfg.threads, edgetpu=cfg.edgetpu)
-        policy = DoorPolicy(policy_config(cfg, classifier.labels))
+        policy = DoorPolicy(policy_config(cfg, classifier.labels, classifier.info.operating_points))
         recognizer = make_recognizer(classifier, cfg.openset, cfg.openset_quantile, cfg.gallery,
                                      cfg.require_identity, cfg.identity_threshold)
         classifier.warm_up()
@@ -302,5 +302,6 @@ def describe(cfg, classifier, policy, door, source):
     pc = policy.config
     return (f"model {classifier.path.name} ({classifier.info.variant}); source {source}; "
             f"allow {pc.names(pc.allow)}; deny {pc.names(pc.deny)}; ignore {pc.names(pc.ignore)}; "
-            f"votes {pc.votes}/{pc.window} >= {cfg.threshold:.2f}; open {pc.open_seconds:g} s; "
+            f"votes {pc.votes}/{pc.window}; {thresholds_in_force(cfg, classifier.labels, classifier.info.operating_points)[2]}; "
+            f"open {pc.open_seconds:g} s; "
             f"lockout {pc.lockout_seconds:g} s; {door}")

@@ -200,14 +200,17 @@ class PolicyOptions(Section):
                                    "ignored)", multiple=True, metavar="CLASS")
     ignore: Names | None = option(None, "class that neither opens nor locks (default: background, if the model "
                                      "has it)", multiple=True, metavar="CLASS")
-    threshold: FiniteFloat = option(0.8, "score a class must reach to count", ge=0, le=1)
+    threshold: FiniteFloat | None = option(None, "score a class must reach to count; default: the model's own "
+                                           "operating points (chosen by tl-train on held-out photos), else 0.8",
+                                           ge=0, le=1, show="model's")
     thresholds: Thresholds = Field(default_factory=dict, description="per-class threshold (repeat); TOML: a "
                                    "[thresholds] table", json_schema_extra={
                                        "flag": "--class-threshold", "metavar": "CLASS=VALUE", "multiple": True,
                                        "cli": True, "show": None})
     votes: Votes = option((3, 5), "open when an allowed class wins K of the last N frames", metavar="K/N", show="3/5")
     open_seconds: FiniteFloat = option(10.0, "seconds the door stays open after the last allowed frame", ge=0)
-    lockout_seconds: FiniteFloat = option(30.0, "seconds the door stays locked after a denied class", ge=0)
+    lockout_seconds: FiniteFloat = option(2.0, "seconds the door stays locked after the last frame of a denied class (a denied "
+                                          "class anywhere in the vote window keeps it shut anyway)", ge=0)
 
 
 class DoorOptions(Section):
