@@ -134,9 +134,9 @@ def test_tl_train_refuses_bad_folders_and_offline_weights_before_making_out(corp
         out = tmp_path / "out"
         result = run_cli("tl-train", *args, *([] if "--out" in args else ["--out", out]), "--image-size", "96", env=env)
         assert result.rc == 2 and "Traceback" not in result.output, result.output
-        message = next(line for line in result.output.splitlines() if line.startswith("error: "))
+        message = next(line for line in result.output.splitlines() if line.startswith("tl-train: error: "))
         assert expect in message and not out.exists(), message
-        CATALOGUE[(what, "tl-train")] = (result.rc, message.replace(str(tmp_path), "…").removeprefix("error: "))
+        CATALOGUE[(what, "tl-train")] = (result.rc, message.replace(str(tmp_path), "…").removeprefix("tl-train: error: "))
     RAN.add("tl-train refusals")
 
 
