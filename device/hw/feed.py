@@ -92,11 +92,22 @@ class ModelFeed:
           data: the JPEG bytes (uint8 array or bytes).
           factor: from `jpeg_factor`.
         """
-        width, height = jpeg_size(data)
-        buf = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else data
-        small = cv2.imdecode(buf, _REDUCED_FLAGS[factor])
-        # A rotated (EXIF) or odd file does not come out at the size its header promised: full path.
-        if small is None or small.shape[:2] != (-(-height // factor), -(-width // factor)):
-            return None
-        region = contract.scale_region(self.region(width, height), factor, small.shape[1], small.shape[0])
+        small = decode_reduced(data, factor)
+        return None if small is None else self.from_reduced(small, factor)
+
+    def from_reduced(self, small, factor):
+        """The model's RGB input from a BGR frame shrunk by `factor` (`decode_reduced`)."""
+        height, width = small.shape[:2]
+        region = contract.scale_region(self.region(width * factor, height * factor), factor, width, height)
         return cv2.cvtColor(contract.fit_region(small, region, self.spec), cv2.COLOR_BGR2RGB)
+
+
+def decode_reduced(data, factor):
+    """Decodes JPEG bytes at 1/`factor` size (BGR); None when it fails or does not come out at that size."""
+    width, height = jpeg_size(data)
+    buf = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else data
+    small = cv2.imdecode(buf, _REDUCED_FLAGS[factor])
+    # A rotated (EXIF) or odd file does not come out at the size its header promised: full path.
+    if small is None or small.shape[:2] != (-(-height // factor), -(-width // factor)):
+        return None
+    return small
