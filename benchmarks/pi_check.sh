@@ -56,6 +56,8 @@ cleanup
 rm -rf "$ROOT" && mkdir -p "$ROOT" && tar -xf "$TARBALL" -C "$ROOT"
 mount -t proc proc "$ROOT/proc" && mount --bind /dev "$ROOT/dev" && mount --bind /dev/pts "$ROOT/dev/pts"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# This machine's CA bundle, so pip in the root trusts what this machine's pip trusts (a TLS proxy, say).
+cp -L "${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}" "$ROOT/etc/ssl/certs/host-ca.crt"
 
 say "building the wheel and the replay on this machine"
 mkdir -p "$CHECK/frames"
@@ -82,7 +84,8 @@ check.joinpath("replay.toml").write_text(
 EOF
 
 say "arm64 (emulated): venv, pip install tl-edge[device]"
-chroot "$ROOT" /usr/bin/env -i PATH=/opt/venv/bin:/usr/bin:/bin HOME=/root LC_ALL=C.UTF-8 /bin/bash -euo pipefail -s <<'EOF'
+chroot "$ROOT" /usr/bin/env -i PATH=/opt/venv/bin:/usr/bin:/bin HOME=/root LC_ALL=C.UTF-8 \
+  PIP_CERT=/etc/ssl/certs/host-ca.crt PIP_DEFAULT_TIMEOUT=180 /bin/bash -euo pipefail -s <<'EOF'
 cd /opt/check
 uname -m; python3 --version; grep PRETTY /etc/os-release
 python3 -m venv /opt/venv
