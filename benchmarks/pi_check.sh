@@ -48,13 +48,15 @@ if [ ! -f "$TARBALL" ]; then
 fi
 
 cleanup() {
-  for m in dev/pts dev proc; do mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"; done
+  for m in dev/pts dev sys proc; do mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"; done
   return 0
 }
 trap cleanup EXIT
 cleanup
+# Never delete through a mount (/dev is bound into the root while it runs).
+if grep -q " $ROOT/" /proc/mounts; then fail "something is still mounted under $ROOT; unmount it first"; fi
 rm -rf "$ROOT" && mkdir -p "$ROOT" && tar -xf "$TARBALL" -C "$ROOT"
-mount -t proc proc "$ROOT/proc" && mount --bind /dev "$ROOT/dev" && mount --bind /dev/pts "$ROOT/dev/pts"
+mount -t proc proc "$ROOT/proc" && mount -t sysfs sysfs "$ROOT/sys" && mount --bind /dev "$ROOT/dev" && mount --bind /dev/pts "$ROOT/dev/pts"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # This machine's CA bundle, so pip in the root trusts what this machine's pip trusts (a TLS proxy, say).
 cp -L "${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}" "$ROOT/etc/ssl/certs/host-ca.crt"
@@ -119,7 +121,7 @@ PY
 ls snapshots | head -3
 
 echo "== tl-device check-config on the shipped door.toml"
-tl-device check-config "$(python3 -c 'import tl.device.deploy, pathlib; print(pathlib.Path(tl.device.deploy.__file__).parent / "door.toml")')"
+tl-device check-config "$(python3 -c 'import tl.device, pathlib; print(pathlib.Path(tl.device.__file__).parent / "deploy" / "door.toml")')"
 
 echo "== tl-bench (timings under emulation are functional only)"
 tl-bench mobilenet_v2_1.0_224_quant.tflite --labels imagenet_labels.txt --runs 5 --warmup 1 --threads 1,2
