@@ -13,7 +13,7 @@
 set -euo pipefail
 
 SUITE=${SUITE:-bookworm}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
+REPO=${REPO:-$(cd "$(dirname "$0")/.." && pwd)}
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 SHARED=${SHARED:-$REPO/../shared/data}
 WORK=${PI_CHECK_DIR:-/var/tmp/tl-pi-check}
