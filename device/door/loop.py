@@ -182,7 +182,10 @@ class DoorLoop:
                 self.recorder(self, frame, gated, None, None)
             self._tick()
             return
-        scores = self.classifier.classify_frame(frame.image, self.roi)
+        if frame.pixels is not None:  # the source made the model's input (camera stream, reduced decode)
+            scores = self.classifier.classify_pixels(frame.pixels)
+        else:
+            scores = self.classifier.classify_frame(frame.image, self.roi)
         top = int(scores.argmax())
         self._last = (self.classifier.labels[top], float(scores[top]))
         verdict = self.recognizer.judge(scores, self.classifier, frame.ts, frame.index) if self.recognizer else None
@@ -280,7 +283,8 @@ def run_door(cfg, stop=None, pin_factory=None, observers=None, recorder=None):
         recognizer = make_recognizer(classifier, cfg.openset, cfg.openset_quantile, cfg.gallery,
                                      cfg.require_identity, cfg.identity_threshold)
         classifier.warm_up()
-        source = stack.enter_context(open_source(cfg.source, cfg.fps, cfg.capture, sleep=stop.wait))
+        source = stack.enter_context(open_source(cfg.source, cfg.fps, cfg.capture, sleep=stop.wait,
+                                                 spec=classifier.spec, roi=cfg.roi))
         events = stack.enter_context(EventLog(cfg.events))
         snapshots = Snapshots(cfg.snapshots, cfg.snapshot_keep) if cfg.snapshots else None
         if source.live and cfg.realtime is False:
