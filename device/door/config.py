@@ -290,21 +290,24 @@ def thresholds_in_force(cfg, labels, operating_points=None):
 
     The config wins: `[thresholds]` for a class, then `threshold` for every class. Where the config sets
     neither, the model's operating points (tl-train chose them on held-out photos for a stated target)
-    apply; a class with none of these gets FALLBACK_THRESHOLD.
+    apply to the allowed classes — an operating point bounds how often *other* animals reach an allowed
+    class — and every other class keeps FALLBACK_THRESHOLD: a low deny threshold (a "cat" operating
+    point of 0.5) would let an empty porch, which held-out photos never show, lock the dog out.
 
     Returns:
       (threshold, {class: threshold}, source): the base threshold for make_policy_config, the per-class
       overrides, and a line for the start event and check-config.
     """
     labels = tuple(labels)
-    points = {c: float(v) for c, v in (operating_points or {}).items() if c in labels}
+    allowed = set(cfg.allow or ())
+    points = {c: float(v) for c, v in (operating_points or {}).items() if c in labels and c in allowed}
     per_class, parts = {}, []
     if cfg.threshold is not None:
         base, parts = float(cfg.threshold), [f"{cfg.threshold:.2f} from {cfg.describe('threshold').split(' = ')[0]}"]
     elif points:
         base = FALLBACK_THRESHOLD
         per_class.update(points)
-        parts.append("the model's operating points")
+        parts.append(f"the model's operating point for {', '.join(sorted(points))}, {FALLBACK_THRESHOLD:.2f} for the rest")
     else:
         base = FALLBACK_THRESHOLD
         parts.append(f"{FALLBACK_THRESHOLD:.2f} (the model carries no operating points)")
