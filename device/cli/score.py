@@ -1,5 +1,6 @@
 """`tl-device score`: replay a recording through the door against labelled visits, and sweep settings."""
 
+import functools
 import json
 import logging
 import tempfile
@@ -94,7 +95,10 @@ def make_command(config_options):
         from tl.device.door import score as sc
 
         if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-            logging.getLogger("tl.device.door").setLevel(logging.WARNING)  # an evening of events: the table's job
+            door_log = logging.getLogger("tl.device.door")
+            # Quiet for this replay only: put the level back when the command ends (tests, CliRunner).
+            click.get_current_context().call_on_close(functools.partial(door_log.setLevel, door_log.level))
+            door_log.setLevel(logging.WARNING)  # an evening of events: the table's job
         cli = {k: (v if v != () else None) for k, v in options.items()}
         if recording is not None:
             if cli.get("source") not in (None, recording):
