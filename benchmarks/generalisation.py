@@ -39,6 +39,7 @@ SETTINGS = {  # name: (training views, prior scale)
     "+ ImageNet dog margin x0.5": (("orig", "flip"), 0.5),
     "+ door views + dog margin x0.5": (("orig", "flip", "ir", "small"), 0.5),
     "+ door views + dog margin x1": (("orig", "flip", "ir", "small"), 1.0),
+    "+ IR view + dog margin x0.5": (("orig", "flip", "ir"), 0.5),
 }
 
 
@@ -192,6 +193,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--settings", nargs="*", help="Only these settings (names as in the table); default: all")
     ap.add_argument("--model", nargs="*", help="Instead of the study: check these converted .tflite files on the device path")
     args = ap.parse_args()
     if args.model:
@@ -218,16 +220,19 @@ def main():
     vv, vy, _ = embed(data / "pets/val", ("orig",), ctx)
     sv, sy, _ = embed(data / "shift", ("orig",), ctx)
     unknown, unknown_names = unknown_images(ctx, data)
-    results = {}
+    out = HERE / "generalisation.json"
+    results = json.loads(out.read_text())["settings"] if args.settings and out.is_file() else {}  # keep the others
     for name, (views, scale) in SETTINGS.items():
+        if args.settings and name not in args.settings:
+            continue
         cv = cross_validate((tv, ty), views, scale, prior, args.folds)
         full = full_run((tv, ty), (vv["orig"], vy), (sv["orig"], sy), unknown, views, scale, prior)
         results[name] = {"views": list(views), "prior_scale": scale, "cv": cv, "full": full}
         print(name, json.dumps(results[name]), flush=True)
     record = {"date": datetime.date.today().isoformat(), "folds": args.folds, "data": str(data),
               "unknown_images": unknown_names, "settings": results}
-    (HERE / "generalisation.json").write_text(json.dumps(record, indent=1))
-    print(f"wrote {HERE / 'generalisation.json'}")
+    out.write_text(json.dumps(record, indent=1))
+    print(f"wrote {out}")
 
 
 CLASSES = ["cat", "dog", "other"]
