@@ -38,6 +38,10 @@ class OutputError(TLError, OSError):
     """An output folder or file cannot be written."""
 
 
+class RuntimeMissingError(TLError, ImportError):
+    """No TFLite runtime is installed."""
+
+
 class CameraError(TLError, OSError):
     """A camera cannot be opened or stopped delivering frames (the daemon retries)."""
 

@@ -6,7 +6,7 @@ import importlib
 import logging
 import platform
 
-from tl.device.errors import ModelError, TLError
+from tl.device.errors import ModelError, RuntimeMissingError
 from tl.device.model.metadata import TFLITE_IDENT, check_tflite
 
 log = logging.getLogger(__name__)
@@ -18,10 +18,6 @@ _RUNTIMES = (
     ("tensorflow.lite", "tensorflow.lite"),
 )
 EDGETPU_LIB = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
-
-
-class RuntimeMissingError(TLError, ImportError):
-    """No TFLite runtime is installed."""
 
 
 @functools.cache
