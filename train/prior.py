@@ -9,6 +9,7 @@ runtime computes them, at the cost of one 1280x1000 matrix product (under 1 % of
 """
 
 import logging
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,17 @@ log = logging.getLogger(__name__)
 GROUPS = {"dog": (151, 269), "cat": (281, 286)}  # ImageNet index ranges [start, stop); the rest is "other"
 GROUP_NAMES = ("dog", "cat", "other")
 DEFAULT_SCALE = 10.0
+# Rank of the top carried in the model; 0 keeps the full 1280x1000 kernel (1.3 MB of the int8 file).
+# Rank 64 (1280x64 + 64x1000, int8 file 2.99 MB) keeps the margin on pets (correlation 0.97) but not on
+# species pets/ lacks, and lost the prior's effect on shift (benchmarks/generalisation.md): not the default.
+DEFAULT_RANK = 0
+
+
+class Factors(typing.NamedTuple):
+    """A low-rank ImageNet kernel: x @ u @ v stands for x @ kernel (see `factorise`)."""
+
+    u: np.ndarray  # (D, r)
+    v: np.ndarray  # (r, K)
 
 
 def group_matrix(num_classes=1000):
@@ -69,8 +81,11 @@ def find_top(explicit=None):
     return cached if cached.is_file() else None
 
 
-def load_prior(backbone, dim, explicit=None):
+def load_prior(backbone, dim, explicit=None, x=None, rank=DEFAULT_RANK):
     """(kernel, bias, source) of the ImageNet top for `backbone`, or None (with a warning) when there is none.
+
+    With `x` (n, dim) training embeddings and `rank` > 0, the kernel is a rank-`rank` `Factors` fitted
+    to the logits of x (`factorise`): the form the model carries.
 
     Raises:
       ConfigError: the top does not fit the backbone's embedding size.
@@ -88,23 +103,58 @@ def load_prior(backbone, dim, explicit=None):
     if kernel.shape[0] != dim:
         raise ConfigError(f"ImageNet top {path} takes {kernel.shape[0]} features, the backbone gives {dim}; "
                           "pass the top of the same backbone, or --prior-scale 0")
+    if x is not None and 0 < rank < min(kernel.shape):
+        u, v, bias = factorise(kernel, bias, rank, x)
+        return Factors(u, v), bias, str(path)
     return kernel, bias, str(path)
+
+
+def logits(x, kernel, bias):
+    """(n, 1000) ImageNet logits of (n, D) embeddings; `kernel` an array or `Factors`."""
+    x = np.asarray(x, np.float64)
+    if isinstance(kernel, Factors):
+        return x @ kernel.u @ kernel.v + bias
+    return x @ kernel + bias
 
 
 def group_scores(x, kernel, bias):
     """(n, 3) dog/cat/other group scores of (n, D) pooled embeddings (numpy; for studies and checks)."""
-    z = np.asarray(x, np.float64) @ kernel + bias
+    z = logits(x, kernel, bias)
     z -= z.max(1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(1, keepdims=True)
-    return (p @ group_matrix(kernel.shape[1])).astype(np.float32)
+    return (p @ group_matrix(z.shape[1])).astype(np.float32)
 
 
 def dog_margin(x, kernel, bias):
     """(n,) best dog-breed logit minus best other logit of (n, D) embeddings (numpy twin of `prior_branch`)."""
-    z = np.asarray(x, np.float64) @ kernel + bias
+    z = logits(x, kernel, bias)
     a, b = GROUPS["dog"]
     return z[:, a:b].max(1) - np.concatenate([z[:, :a], z[:, b:]], 1).max(1)
+
+
+def factorise(kernel, bias, rank, x=None, ridge=0.0):
+    """Rank-`rank` form (u (D, r), v (r, K), bias (K,)) of the top: x @ u @ v + bias ~ x @ kernel + bias.
+
+    Without `x`: the truncated SVD of the kernel (the best rank-r kernel in Frobenius norm, from
+    ImageNet's weights alone). With `x` (n, D) features: the best rank-r kernel for those inputs
+    (reduced-rank regression: the error is measured on x @ kernel, the logits, not on the weights), with
+    `ridge` x the mean feature power added on every input direction so directions x never uses still count.
+    The bias is kept: every error is in the kernel.
+    """
+    k = np.asarray(kernel, np.float64)
+    if x is None:
+        root = np.eye(k.shape[0])
+    else:
+        x = np.asarray(x, np.float64)
+        m = x.T @ x / len(x)
+        m += ridge * np.trace(m) / len(m) * np.eye(len(m))
+        e, q = np.linalg.eigh(m)
+        root = (q * np.sqrt(np.maximum(e, 1e-12))) @ q.T  # m^(1/2), symmetric
+    w, s, vt = np.linalg.svd(root @ k, full_matrices=False)
+    v = vt[:rank]
+    u = k @ v.T  # the rank-r kernel is k @ (v.T @ v): the logits projected on their r main directions
+    return u.astype(np.float32), v.astype(np.float32), np.asarray(bias, np.float32)
 
 
 def prior_classes(labels):
@@ -115,6 +165,9 @@ def prior_classes(labels):
 def prior_branch(x, kernel, bias, scale, num_classes, dog_classes):
     """Frozen Keras layers from the pooled embedding `x` to (batch, C) logit offsets.
 
+    `kernel` is the (D, 1000) ImageNet kernel, or its low-rank `Factors` (then one more Dense layer,
+    "imagenet_basis", projects x on the r directions first).
+
     The offset of each dog class is `scale` times the ImageNet dog margin (the best dog-breed logit
     minus the best logit of every other ImageNet class: log-odds of "a dog breed" against "anything
     else"); other classes get 0. Standard layers only (Dense, Reshape, GlobalMaxPooling1D, Subtract),
@@ -123,12 +176,19 @@ def prior_branch(x, kernel, bias, scale, num_classes, dog_classes):
     import keras
 
     a, b = GROUPS["dog"]
+    if isinstance(kernel, Factors):  # one shared (D, r) projection, then r -> ImageNet logits
+        basis = keras.layers.Dense(kernel.u.shape[1], use_bias=False, trainable=False, name="imagenet_basis")
+        x_in = basis(x)
+        basis.set_weights([kernel.u])
+        kernel = kernel.v
+    else:
+        x_in = x
     groups = {"dog": (kernel[:, a:b], bias[a:b]),
               "rest": (np.concatenate([kernel[:, :a], kernel[:, b:]], 1), np.concatenate([bias[:a], bias[b:]]))}
     best = {}
     for name, (k, bb) in groups.items():
         dense = keras.layers.Dense(k.shape[1], trainable=False, name=f"imagenet_{name}")
-        z = keras.layers.Reshape((k.shape[1], 1), name=f"imagenet_{name}_column")(dense(x))
+        z = keras.layers.Reshape((k.shape[1], 1), name=f"imagenet_{name}_column")(dense(x_in))
         best[name] = keras.layers.GlobalMaxPooling1D(name=f"imagenet_{name}_best")(z)
         dense.set_weights([k, bb])
     margin = keras.layers.Subtract(name="imagenet_dog_margin")([best["dog"], best["rest"]])

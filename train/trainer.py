@@ -189,7 +189,7 @@ def train(cfg, echo=print, datasets=None):
     echo(f"embeddings: {data.hits} from cache, {data.misses} computed; {len(data.skipped)} file(s) skipped")
 
     t = time.perf_counter()
-    prior = _prior(cfg, dim)
+    prior = _prior(cfg, dim, data.x_train)
     with strategy.scope():
         head = build_head(dim, len(labels), cfg.head, seed=cfg.seed, prior=prior, prior_dogs=_prior_dogs(prior, labels))
         phases = [("head", train_head(head, data.x_train, data.y_train, data.x_val, data.y_val, cfg.head,
@@ -226,6 +226,7 @@ def train(cfg, echo=print, datasets=None):
     record["calibration"] = calibration["temperature"]
     record["operating_points"] = calibration["operating_points"]
     record["imagenet_prior"] = None if prior is None else {"scale": cfg.head.prior_scale, "weights": prior[2],
+                                                          "rank": _rank(prior[0]),
                                                           "groups": _groups()}
     stats = openset.from_run(cfg, data, model, spec, labels, p_val)
     record["openset"] = openset.summarise(stats)
@@ -236,13 +237,17 @@ def train(cfg, echo=print, datasets=None):
     return record
 
 
-def _prior(cfg, dim):
-    """The ImageNet top for the head's prior (tl.train.prior), or None when off or unavailable."""
+def _prior(cfg, dim, x):
+    """The ImageNet top for the head's prior (tl.train.prior, low-rank fitted on x), or None when off or unavailable."""
     if cfg.head.prior_scale <= 0:
         return None
     from tl.train.prior import load_prior
 
-    return load_prior(cfg.backbone, dim, cfg.imagenet_top)
+    return load_prior(cfg.backbone, dim, cfg.imagenet_top, x=x)
+
+
+def _rank(kernel):
+    return kernel.u.shape[1] if hasattr(kernel, "u") else None
 
 
 def _prior_dogs(prior, labels):
