@@ -189,18 +189,8 @@ def device_check(model, data):
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--settings", nargs="*", help="Only these settings (names as in the table); default: all")
-    ap.add_argument("--model", nargs="*", help="Instead of the study: check these converted .tflite files on the device path")
-    args = ap.parse_args()
-    if args.model:
-        checks = [device_check(m, args.data) for m in args.model]
-        (HERE / "generalisation_device.json").write_text(json.dumps(checks, indent=1))
-        print(json.dumps(checks, indent=1))
-        return
+def study_context():
+    """({"extract", "spec", "cache"}, ImageNet prior (kernel, bias)) of tl-train's default backbone (starts TensorFlow)."""
     from tl.train.quiet import import_tensorflow
 
     import_tensorflow()
@@ -213,7 +203,22 @@ def main():
     extract, dim = _extractor(build_backbone(bb))
     ctx = {"extract": extract, "spec": InputSpec(224, 224, resize="squash"),
            "cache": EmbeddingCache(default_cache_dir(), bb.cache_key("squash"))}
-    prior = load_prior(bb, dim)[:2]
+    return ctx, load_prior(bb, dim)[:2]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--settings", nargs="*", help="Only these settings (names as in the table); default: all")
+    ap.add_argument("--model", nargs="*", help="Instead of the study: check these converted .tflite files on the device path")
+    args = ap.parse_args()
+    if args.model:
+        checks = [device_check(m, args.data) for m in args.model]
+        (HERE / "generalisation_device.json").write_text(json.dumps(checks, indent=1))
+        print(json.dumps(checks, indent=1))
+        return
+    ctx, prior = study_context()
     data = Path(args.data)
     tv, ty, classes = embed(data / "pets/train", ("orig", "flip", *DOOR_VIEWS), ctx)
     assert classes == CLASSES, classes

@@ -74,22 +74,9 @@ def main():
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--seeds", type=int, default=4)
     args = ap.parse_args()
-    from tl.train.quiet import import_tensorflow
-
-    import_tensorflow()
     import generalisation as G
 
-    from tl.device.model.contract import InputSpec
-    from tl.train.backbones import BackboneSpec, build_backbone
-    from tl.train.embeddings import EmbeddingCache, default_cache_dir
-    from tl.train.prior import load_prior
-    from tl.train.trainer import _extractor
-
-    bb = BackboneSpec()
-    extract, dim = _extractor(build_backbone(bb))
-    ctx = {"extract": extract, "spec": InputSpec(224, 224, resize="squash"),
-           "cache": EmbeddingCache(default_cache_dir(), bb.cache_key("squash"))}
-    prior = load_prior(bb, dim)[:2]
+    ctx, prior = G.study_context()
     data = Path(args.data)
     tv, ty, _ = G.embed(data / "pets/train", ("orig", "flip"), ctx)
     vv, vy, _ = G.embed(data / "pets/val", ("orig",), ctx)
