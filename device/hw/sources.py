@@ -207,5 +207,5 @@ def open_source(text, fps=10.0, capture_size=(640, 480), sleep=time.sleep, clock
         camera = cameras.PiCamera(fps, capture_size, feed=feed)
     else:
         target = int(text) if str(text).strip().isdigit() else str(text).strip()
-        camera = cameras.OpenCVCamera(target, fps, capture_size)
+        camera = cameras.OpenCVCamera(target, fps, capture_size, feed=feed)
     return cameras.Reconnecting(camera, clock=clock, sleep=sleep)
