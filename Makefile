@@ -58,7 +58,6 @@ bench: venv seed-weights
 
 # arm64 Debian 12 (SUITE=trixie: 13) under qemu-user emulation: the wheel with [device], classify, a replay with
 # the mock door, check-config, tl-bench. Needs root and the network; not part of `make test` (minutes).
-# arm64 Debian under qemu (needs root and the network; see benchmarks/pi_check.sh). Not part of `make test`.
 pi-check:
 	SHARED=$(abspath $(SHARED)) benchmarks/pi_check.sh
 
