@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.scenes import timeline, write_frames, write_video
 from tl.device.hw.frames import prefetched
-from tl.device.hw.sources import FolderSource, VideoSource, open_source
+from tl.device.hw.sources import FolderSource, VideoSource, open_source, prefetch_depth
 
 
 def _prefetch_threads():
@@ -74,3 +74,10 @@ def test_closing_the_source_mid_replay_stops_its_prefetch(tmp_path):
         assert _prefetch_threads()
     assert not _prefetch_threads()
     source.close()  # safe twice
+
+
+def test_prefetch_only_when_a_core_is_left_over_after_the_model():
+    assert prefetch_depth(2, cores=4) == 2  # a Pi 4/5 with 2 interpreter threads
+    assert prefetch_depth(2, cores=2) == 0  # every core runs the model: a decode thread would slow it
+    assert prefetch_depth(4, cores=4) == 0
+    assert prefetch_depth(None, cores=8) == 0  # the interpreter takes every core

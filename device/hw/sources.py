@@ -6,6 +6,7 @@ uint8 array; live cameras (`tl.device.hw.cameras`) also yield `Gap`s while the c
 
 import functools
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -139,6 +140,14 @@ class VideoSource(Source):
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def prefetch_depth(threads, cores=None):
+    """How many frames a replay decodes ahead in a background thread: 2 when a core is left over after
+    the interpreter's `threads` (None: it takes them all), else 0. On a machine whose cores all run
+    the model, a decode thread only takes time from it (measured: benchmarks/device_replay.md)."""
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    return 2 if threads is not None and cores > threads else 0
 
 
 def pace(frames, clock=time.monotonic, sleep=time.sleep):
