@@ -54,7 +54,9 @@ if [ ! -f "$TARBALL" ]; then
   # installed costs its maintainer scripts under emulation); no docs, manuals or translations.
   hooks=()  # bookworm: /usr merged by mmdebstrap's hook (trixie's base-files does it itself)
   [ "$SUITE" = bookworm ] && hooks=(--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
-  mmdebstrap --arch=arm64 --variant=essential --include=python3,python3-venv "${hooks[@]}" \
+  if grep -q " $TARBALL.part" /proc/mounts; then fail "something is still mounted under $TARBALL.part"; fi
+  rm -rf "$TARBALL.part"  # a build cut short
+  mmdebstrap --arch=arm64 --variant=essential --format=tar --include=python3,python3-venv "${hooks[@]}" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
     --dpkgopt=force-unsafe-io --aptopt='Acquire::Languages "none"' \
