@@ -50,13 +50,13 @@ update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 mkdir -p "$WORK"
 if [ ! -f "$TARBALL" ]; then
   say "building the arm64 Debian $SUITE root (once; cached in $TARBALL)"
-  # Essential packages and python3 only (no apt, no perl, no usrmerge conversion: every package
+  # Essential packages, python3 and libstdc++6 (the wheels need it) only (no apt, no perl, no usrmerge: every package
   # installed costs its maintainer scripts under emulation); no docs, manuals or translations.
   hooks=()  # bookworm: /usr merged by mmdebstrap's hook (trixie's base-files does it itself)
   [ "$SUITE" = bookworm ] && hooks=(--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
   if grep -q " $TARBALL.part" /proc/mounts; then fail "something is still mounted under $TARBALL.part"; fi
   rm -rf "$TARBALL.part"  # a build cut short
-  mmdebstrap --arch=arm64 --variant=essential --format=tar --include=python3,python3-venv "${hooks[@]}" \
+  mmdebstrap --arch=arm64 --variant=essential --format=tar --include=python3,python3-venv,libstdc++6 "${hooks[@]}" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
     --dpkgopt=force-unsafe-io --aptopt='Acquire::Languages "none"' \
