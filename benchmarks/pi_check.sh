@@ -13,6 +13,8 @@
 #   sudo SUITE=trixie benchmarks/pi_check.sh    # Debian 13 (Python 3.13)
 #
 # PYTHON: a Python with tl-edge[device] and setuptools (default: a venv made in the work folder).
+# PI_MODEL: a tl-edge model_int8.tflite for check-config (default: runs/demo's, from `make demo`; without
+# one, check-config checks every option and the model file is the one thing reported missing).
 set -euo pipefail
 
 SUITE=${SUITE:-bookworm}
@@ -30,6 +32,8 @@ ROOT=$WORK/$SUITE-arm64
 CHECK=$ROOT/opt/check
 WHEELS=$WORK/wheels-$SUITE
 MODEL=mobilenet_v2_1.0_224_quant.tflite
+# A tl-edge model for check-config on the shipped door.toml (it names model_int8.tflite and allows "dog").
+PI_MODEL=${PI_MODEL:-$REPO/runs/demo/model_int8.tflite}
 started=$(date +%s)
 
 say() { printf '\n== pi-check (%s, %ss): %s\n' "$SUITE" "$(($(date +%s) - started))" "$*"; }
@@ -93,6 +97,7 @@ rm -rf "$WORK/dist"
 "$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$WORK/dist" "$REPO"
 cp "$WORK"/dist/tl_edge-*.whl "$CHECK/"
 cp "$SHARED/coral/$MODEL" "$SHARED/coral/imagenet_labels.txt" "$SHARED/coral/images/pets.jpg" "$CHECK/"
+if [ -f "$PI_MODEL" ]; then cp "$PI_MODEL" "$CHECK/model_int8.tflite"; fi
 "$PYTHON" - "$CHECK" "$REPO/benchmarks" <<'EOF'
 import sys
 from pathlib import Path
@@ -159,7 +164,18 @@ PY
 ls snapshots | head -3
 
 echo "== tl-device check-config on the shipped door.toml"
-tl-device check-config "$(python3 -c 'import tl.device, pathlib; print(pathlib.Path(tl.device.__file__).parent / "deploy" / "door.toml")')"
+mkdir -p deploy
+cp "$(python3 -c 'import tl.device, pathlib; print(pathlib.Path(tl.device.__file__).parent / "deploy" / "door.toml")')" deploy/
+if [ -f model_int8.tflite ]; then  # a tl-edge model (PI_MODEL): the whole check, class names included
+  cp model_int8.tflite deploy/
+  tl-device check-config deploy/door.toml
+elif tl-device check-config deploy/door.toml 2> check-config.err; then
+  echo "check-config passed without the model it names"; exit 1
+else  # every option checked; the model file it names is the one thing missing (no tl-edge model given)
+  cat check-config.err
+  grep -q "model_int8.tflite': no such file" check-config.err
+  echo "options OK; the model check needs a tl-edge model: make demo, or PI_MODEL=.../model_int8.tflite"
+fi
 
 echo "== tl-bench (timings under emulation are functional only)"
 tl-bench mobilenet_v2_1.0_224_quant.tflite --labels imagenet_labels.txt --runs 5 --warmup 1 --threads 1,2
