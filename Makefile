@@ -58,8 +58,8 @@ bench: venv seed-weights
 
 # arm64 Debian 12 (SUITE=trixie: 13) under qemu-user emulation: the wheel with [device], classify, a replay with
 # the mock door, check-config, tl-bench. Needs root and the network; not part of `make test` (minutes).
-pi-check: venv
-	PYTHON=$(abspath $(BIN)/python) SHARED=$(abspath $(SHARED)) benchmarks/pi_check.sh
+pi-check:
+	SHARED=$(abspath $(SHARED)) benchmarks/pi_check.sh
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache

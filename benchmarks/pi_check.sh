@@ -1,27 +1,39 @@
 #!/usr/bin/env bash
 # make pi-check: tl-edge on arm64 Debian (Raspberry Pi OS's base) under qemu-user emulation.
 #
-# Builds an arm64 Debian root with mmdebstrap (cached as a tarball, unpacked fresh each run), installs
-# the wheel built from this checkout with [device] into a venv there (and fails if TensorFlow comes
-# with it), then, emulated: tl-device classify on Google's Coral MobileNetV2, a 200-frame porch replay
-# with the mock door (events asserted), tl-device check-config on the shipped door.toml, and tl-bench.
-# Timings under emulation are functional only. Needs root (chroot, binfmt_misc) and the network
-# (Debian mirror, PyPI for the arm64 wheels).
+# Builds a minimal arm64 Debian root with mmdebstrap (essential packages and python3 only; cached as a
+# tarball, unpacked fresh each run), downloads the arm64 wheels of tl-edge[device] on this machine
+# (pip download --platform: no resolving or compiling under emulation), installs them offline into a
+# venv in the root (and fails if TensorFlow comes with them), then, emulated: tl-device classify on
+# Google's Coral MobileNetV2, a 200-frame porch replay with the mock door (events asserted),
+# tl-device check-config on the shipped door.toml, and tl-bench. Timings under emulation are
+# functional only. Needs root (chroot, binfmt_misc) and the network (Debian mirror, PyPI).
 #
 #   sudo benchmarks/pi_check.sh                 # Debian 12 (bookworm, Python 3.11)
 #   sudo SUITE=trixie benchmarks/pi_check.sh    # Debian 13 (Python 3.13)
+#
+# PYTHON: a Python with tl-edge[device] and setuptools (default: a venv made in the work folder).
+# PI_MODEL: a tl-edge model_int8.tflite for check-config (default: runs/demo's, from `make demo`; without
+# one, check-config checks every option and the model file is the one thing reported missing).
 set -euo pipefail
 
 SUITE=${SUITE:-bookworm}
 REPO=${REPO:-$(cd "$(dirname "$0")/.." && pwd)}
-PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 SHARED=${SHARED:-$REPO/../shared/data}
 WORK=${PI_CHECK_DIR:-/var/tmp/tl-pi-check}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-TARBALL=$WORK/$SUITE-arm64.tar
+case $SUITE in  # the suite's Python and glibc, for the wheels
+  bookworm) PYVER=3.11 GLIBC=36 ;;
+  trixie) PYVER=3.13 GLIBC=41 ;;
+  *) printf 'pi-check: SUITE=%s unknown (bookworm or trixie)\n' "$SUITE" >&2; exit 2 ;;
+esac
+TARBALL=$WORK/$SUITE-arm64-essential.tar
 ROOT=$WORK/$SUITE-arm64
 CHECK=$ROOT/opt/check
+WHEELS=$WORK/wheels-$SUITE
 MODEL=mobilenet_v2_1.0_224_quant.tflite
+# A tl-edge model for check-config on the shipped door.toml (it names model_int8.tflite and allows "dog").
+PI_MODEL=${PI_MODEL:-$REPO/runs/demo/model_int8.tflite}
 started=$(date +%s)
 
 say() { printf '\n== pi-check (%s, %ss): %s\n' "$SUITE" "$(($(date +%s) - started))" "$*"; }
@@ -42,7 +54,16 @@ update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 mkdir -p "$WORK"
 if [ ! -f "$TARBALL" ]; then
   say "building the arm64 Debian $SUITE root (once; cached in $TARBALL)"
-  mmdebstrap --arch=arm64 --variant=apt --include=python3,python3-venv,python3-pip,ca-certificates \
+  # Essential packages, python3 and libstdc++6 (the wheels need it) only (no apt, no perl, no usrmerge: every package
+  # installed costs its maintainer scripts under emulation); no docs, manuals or translations.
+  hooks=()  # bookworm: /usr merged by mmdebstrap's hook (trixie's base-files does it itself)
+  [ "$SUITE" = bookworm ] && hooks=(--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
+  if grep -q " $TARBALL.part" /proc/mounts; then fail "something is still mounted under $TARBALL.part"; fi
+  rm -rf "$TARBALL.part"  # a build cut short
+  mmdebstrap --arch=arm64 --variant=essential --format=tar --include=python3,python3-venv,libstdc++6 "${hooks[@]}" \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+    --dpkgopt=force-unsafe-io --aptopt='Acquire::Languages "none"' \
     "$SUITE" "$TARBALL.part" "$MIRROR"
   mv "$TARBALL.part" "$TARBALL"
 fi
@@ -59,9 +80,16 @@ rm -rf "$ROOT" && mkdir -p "$ROOT" && tar -xf "$TARBALL" -C "$ROOT"
 # No /sys: with the host's sysfs, LiteRT's cpuinfo reads x86 CPUs and XNNPACK crashes under qemu (seen);
 # without it cpuinfo prints "failed to parse" three times and runs on the generic path.
 mount -t proc proc "$ROOT/proc" && mount --bind /dev "$ROOT/dev" && mount --bind /dev/pts "$ROOT/dev/pts"
-cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
-# This machine's CA bundle, so pip in the root trusts what this machine's pip trusts (a TLS proxy, say).
-cp -L "${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}" "$ROOT/etc/ssl/certs/host-ca.crt"
+
+if [ -z "${PYTHON:-}" ]; then
+  PYTHON=$WORK/host-venv/bin/python
+  if ! "$PYTHON" -c "import cv2, numpy, setuptools, tl.device" 2>/dev/null; then
+    say "a venv on this machine with tl-edge[device] (to build the wheel and the replay)"
+    python3 -m venv "$WORK/host-venv"
+    "$PYTHON" -m pip install -q --upgrade pip
+    "$PYTHON" -m pip install -q "$REPO[device]" "setuptools>=77"
+  fi
+fi
 
 say "building the wheel and the replay on this machine"
 mkdir -p "$CHECK/frames"
@@ -69,6 +97,7 @@ rm -rf "$WORK/dist"
 "$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$WORK/dist" "$REPO"
 cp "$WORK"/dist/tl_edge-*.whl "$CHECK/"
 cp "$SHARED/coral/$MODEL" "$SHARED/coral/imagenet_labels.txt" "$SHARED/coral/images/pets.jpg" "$CHECK/"
+if [ -f "$PI_MODEL" ]; then cp "$PI_MODEL" "$CHECK/model_int8.tflite"; fi
 "$PYTHON" - "$CHECK" "$REPO/benchmarks" <<'EOF'
 import sys
 from pathlib import Path
@@ -87,14 +116,26 @@ check.joinpath("replay.toml").write_text(
     f'snapshots = "/opt/check/snapshots"\n')
 EOF
 
-say "arm64 (emulated): venv, pip install tl-edge[device]"
+say "the arm64 wheels of tl-edge[device] for Python $PYVER, downloaded on this machine"
+rm -f "$WHEELS"/tl_edge-*.whl
+platforms=()
+for v in $(seq "$GLIBC" -1 17); do platforms+=(--platform "manylinux_2_${v}_aarch64"); done
+"$PYTHON" -m pip download -q --only-binary=:all: "${platforms[@]}" --platform manylinux2014_aarch64 \
+  --python-version "$PYVER" --implementation cp --abi "cp${PYVER/./}" --abi abi3 --abi none \
+  -d "$WHEELS" "$(ls "$WORK"/dist/tl_edge-*.whl)[device]" pip
+cp -r "$WHEELS" "$CHECK/wheels"
+
+say "arm64 (emulated): venv, offline install of tl-edge[device]"
 chroot "$ROOT" /usr/bin/env -i PATH=/opt/venv/bin:/usr/bin:/bin HOME=/root LC_ALL=C.UTF-8 \
-  PIP_CERT=/etc/ssl/certs/host-ca.crt PIP_DEFAULT_TIMEOUT=180 /bin/bash -euo pipefail -s <<'EOF'
+  /bin/bash -euo pipefail -s <<'EOF'
 cd /opt/check
 uname -m; python3 --version; grep PRETTY /etc/os-release
-python3 -m venv /opt/venv
-pip install -q --disable-pip-version-check "$(ls tl_edge-*.whl)[device]"
-pip list --format=freeze > pip-freeze.txt
+# pip runs from its wheel: nothing to install or compile for it, and no index (every wheel is here).
+python3 -m venv --without-pip /opt/venv
+python3_pip() { /opt/venv/bin/python "$(ls wheels/pip-*.whl)/pip" "$@"; }
+python3_pip install -q --disable-pip-version-check --no-index --find-links wheels --no-compile \
+  "$(ls wheels/tl_edge-*.whl)[device]"
+python3_pip list --disable-pip-version-check --format=freeze > pip-freeze.txt
 if grep -qiE '^(tensorflow|tf-nightly|keras)' pip-freeze.txt; then echo "TensorFlow came with [device]"; exit 1; fi
 grep -iE '^(ai-edge-litert|numpy|opencv-python-headless|gpiozero|tl-edge)=' pip-freeze.txt
 
@@ -123,7 +164,18 @@ PY
 ls snapshots | head -3
 
 echo "== tl-device check-config on the shipped door.toml"
-tl-device check-config "$(python3 -c 'import tl.device, pathlib; print(pathlib.Path(tl.device.__file__).parent / "deploy" / "door.toml")')"
+mkdir -p deploy
+cp "$(python3 -c 'import tl.device, pathlib; print(pathlib.Path(tl.device.__file__).parent / "deploy" / "door.toml")')" deploy/
+if [ -f model_int8.tflite ]; then  # a tl-edge model (PI_MODEL): the whole check, class names included
+  cp model_int8.tflite deploy/
+  tl-device check-config deploy/door.toml
+elif tl-device check-config deploy/door.toml 2> check-config.err; then
+  echo "check-config passed without the model it names"; exit 1
+else  # every option checked; the model file it names is the one thing missing (no tl-edge model given)
+  cat check-config.err
+  grep -q "model_int8.tflite': no such file" check-config.err
+  echo "options OK; the model check needs a tl-edge model: make demo, or PI_MODEL=.../model_int8.tflite"
+fi
 
 echo "== tl-bench (timings under emulation are functional only)"
 tl-bench mobilenet_v2_1.0_224_quant.tflite --labels imagenet_labels.txt --runs 5 --warmup 1 --threads 1,2

@@ -17,7 +17,7 @@ from tl.device.door.motion import make_gate
 from tl.device.door.policy import LOCKED, DoorPolicy
 from tl.device.hw.doors import make_door
 from tl.device.hw.frames import Gap
-from tl.device.hw.sources import open_source, pace
+from tl.device.hw.sources import open_source, pace, prefetch_depth
 from tl.device.model.classifier import Classifier
 from tl.device.recognition.recognizer import make_recognizer
 
@@ -284,7 +284,7 @@ def run_door(cfg, stop=None, pin_factory=None, observers=None, recorder=None):
                                      cfg.require_identity, cfg.identity_threshold)
         classifier.warm_up()
         source = stack.enter_context(open_source(cfg.source, cfg.fps, cfg.capture, sleep=stop.wait,
-                                                 spec=classifier.spec, roi=cfg.roi))
+                                                 spec=classifier.spec, roi=cfg.roi, prefetch=prefetch_depth(cfg.threads)))
         events = stack.enter_context(EventLog(cfg.events))
         snapshots = Snapshots(cfg.snapshots, cfg.snapshot_keep) if cfg.snapshots else None
         if source.live and cfg.realtime is False:

@@ -9,6 +9,7 @@ import collections
 import functools
 import importlib.util
 import logging
+import math
 import time
 
 import cv2
@@ -25,34 +26,59 @@ Capture.__doc__ = "What a camera's retrieve() may return: the full frame (or a f
 class OpenCVCamera:
     """A camera OpenCV opens: a USB index, a /dev/video path, or a stream URL (rtsp://, http://).
 
+    Without a ModelFeed a USB/V4L2 camera is asked for `size`. With one, it is asked for the smallest
+    frame in which the model's region still comes out at least at the model's size (the ROI scaled,
+    `ModelFeed.stream_size`); what the camera grants is read back and logged, and a grant smaller than
+    that, or of another shape, is replaced by asking for `size`. Frames smaller than `size` carry the
+    model's input (`Capture.pixels`); their full-size image is an upscaled copy, made only when asked
+    for. A stream URL delivers what it is configured to deliver (set its resolution in the camera).
+
     Args:
       target: an int index, a device path or a URL.
       fps: frame rate asked of the camera.
-      size: (width, height) asked of the camera.
+      size: (width, height) of the full-size frames (the ROI is in these pixels).
+      feed: a ModelFeed, or None.
+      capture: makes the capture object from `target` (tests: `tl.device.hw.fakes.FakeVideoCaptureFactory`);
+        default cv2.VideoCapture.
+
+    Attributes:
+      asked, granted: the (width, height) last asked of the camera and what it delivers (None: not asked).
     """
 
-    def __init__(self, target, fps=10.0, size=(640, 480)):
+    def __init__(self, target, fps=10.0, size=(640, 480), feed=None, capture=None):
         self.target = target
         self.fps = float(fps)
         self.size = tuple(size)
+        self.feed = feed
+        self.capture = capture or cv2.VideoCapture
+        self.asked = self.granted = None
         self._cap = None
 
     def __str__(self):
-        return f"camera {self.target}"
+        return f"camera {self.target}" + (f" ({self.granted[0]}x{self.granted[1]})" if self.granted else "")
 
     def open(self):
         """Opens the camera; raises CameraError with what to check."""
-        cap = cv2.VideoCapture(self.target)
+        cap = self.capture(self.target)
         if not cap.isOpened():
             cap.release()
             raise CameraError(f"{self}: cannot open it; {_hint(self.target)}")
         if not isinstance(self.target, str) or self.target.startswith("/dev/"):
-            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
-            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+            self._ask_size(cap)
             cap.set(cv2.CAP_PROP_FPS, self.fps)
         # Keep the driver's queue short, so a slow model sees the newest frame, not an old one.
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self._cap = cap
+
+    def _ask_size(self, cap):
+        least = _covering(self.feed.stream_size(*self.size), self.size) if self.feed is not None else self.size
+        granted = _ask(cap, least)
+        if granted != self.size and self.feed is not None and not _adequate(granted, least, self.size):
+            log.info("%s: asked %dx%d, granted %dx%d (too small or another shape); asking %dx%d",
+                     self, *least, *granted, *self.size)
+            least, granted = self.size, _ask(cap, self.size)
+        self.asked, self.granted = least, granted
+        log.info("%s: asked %dx%d, granted %dx%d", self, *least, *granted)
 
     def grab(self, clock):
         """Waits for the next frame; returns its timestamp on `clock`."""
@@ -61,15 +87,44 @@ class OpenCVCamera:
         return clock()
 
     def retrieve(self):
-        """Decodes the grabbed frame into BGR pixels; None if it does not decode."""
+        """The grabbed frame: BGR pixels, or a Capture when it is smaller than `size`; None if it does not decode."""
         ok, image = self._cap.retrieve()
-        return image if ok else None
+        if not ok or image is None:
+            return None
+        if self.feed is None or image.shape[1] >= self.size[0] or image.shape[0] >= self.size[1]:
+            return image
+        pixels = cv2.cvtColor(self.feed.from_stream(image, *self.size), cv2.COLOR_BGR2RGB)
+        return Capture(functools.partial(cv2.resize, image, self.size, interpolation=cv2.INTER_LINEAR), pixels)
 
     def close(self):
         """Releases the camera; safe twice."""
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def _ask(cap, size):
+    """Asks a capture for (width, height); returns what it grants (read back, as V4L2 drivers round)."""
+    cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
+    cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
+    return int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+
+
+def _covering(least, size):
+    """The smallest (width, height) of `size`'s shape covering `least` (a camera's modes keep the sensor's shape)."""
+    if _same_shape(least, size):
+        return tuple(least)
+    scale = max(least[0] / size[0], least[1] / size[1])
+    return tuple(min(full, 2 * math.ceil(full * scale / 2)) for full in size)
+
+
+def _same_shape(a, b):
+    return abs(a[0] * b[1] / (a[1] * b[0]) - 1) <= 0.02
+
+
+def _adequate(granted, least, size):
+    """A grant serves the model when it is at least `least` and has `size`'s shape (within 2 %)."""
+    return granted[0] >= least[0] and granted[1] >= least[1] and _same_shape(granted, size)
 
 
 def _hint(target):

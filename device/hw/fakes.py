@@ -10,7 +10,11 @@ every open, with the clock advanced by each frame interval and each backoff slee
     factory = FakePicamera2Factory([5, "fail", 3], clock=clock)
     source = Reconnecting(PiCamera(size=(640, 480), feed=ModelFeed(spec), factory=factory), ...)
 
-runs the real picamera2 adapter against a fake that records the configuration asked of it.
+runs the real picamera2 adapter against a fake that records the configuration asked of it, and
+
+    OpenCVCamera(0, size=(640, 480), feed=ModelFeed(spec), capture=FakeVideoCaptureFactory())
+
+a USB camera that grants the smallest of its modes that covers what it is asked.
 """
 
 import cv2
@@ -104,6 +108,93 @@ class FakeCamera:
         if self.is_open:
             self.is_open = False
         self.closes += 1
+
+
+class FakeVideoCaptureFactory:
+    """Makes FakeVideoCaptures, stand-ins for cv2.VideoCapture on a USB camera (`OpenCVCamera(capture=...)`).
+
+    Args:
+      modes: the (width, height) frame sizes the camera has. Asked for a size, it grants the smallest
+        mode at least that large in both directions, else its largest (V4L2 drivers round to a mode).
+      scene: full-size BGR frames served in turn (scaled to the granted mode), or None: a grey ramp.
+      frames: frames each capture delivers before grab() fails (the camera unplugged).
+      opens: False: every capture fails to open.
+
+    Attributes:
+      captures: every FakeVideoCapture made, in order (each records `asked`: the sizes asked of it).
+    """
+
+    def __init__(self, modes=((160, 120), (320, 240), (640, 480), (1280, 720)), scene=None, frames=10**9,
+                 opens=True):
+        self.modes = [tuple(m) for m in modes]
+        self.scene = scene
+        self.frames = frames
+        self.opens = opens
+        self.captures = []
+
+    def __call__(self, target):
+        cap = FakeVideoCapture(self, target)
+        self.captures.append(cap)
+        return cap
+
+    def grant(self, width, height):
+        """The mode granted for a request of width×height."""
+        fits = [m for m in self.modes if m[0] >= width and m[1] >= height]
+        return min(fits, key=lambda m: m[0] * m[1]) if fits else max(self.modes, key=lambda m: m[0] * m[1])
+
+
+class FakeVideoCapture:
+    """A cv2.VideoCapture that records what is set on it and serves frames at the mode it granted."""
+
+    def __init__(self, factory, target):
+        self.factory = factory
+        self.target = target
+        self.opened = factory.opens
+        self.mode = factory.modes[-1]
+        self.asked = []
+        self.props = {}
+        self.left = factory.frames
+        self.served = 0
+
+    def isOpened(self):  # cv2's name
+        return self.opened
+
+    def set(self, prop, value):
+        self.props[prop] = value
+        if prop in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT):
+            width = self.props.get(cv2.CAP_PROP_FRAME_WIDTH, self.mode[0])
+            height = self.props.get(cv2.CAP_PROP_FRAME_HEIGHT, self.mode[1])
+            if prop == cv2.CAP_PROP_FRAME_HEIGHT:
+                self.asked.append((int(width), int(height)))
+            self.mode = self.factory.grant(width, height)
+        return True
+
+    def get(self, prop):
+        if prop == cv2.CAP_PROP_FRAME_WIDTH:
+            return float(self.mode[0])
+        if prop == cv2.CAP_PROP_FRAME_HEIGHT:
+            return float(self.mode[1])
+        return float(self.props.get(prop, 0.0))
+
+    def grab(self):
+        if not self.opened or self.left <= 0:
+            return False
+        self.left -= 1
+        self.served += 1
+        return True
+
+    def retrieve(self):
+        scene = self.factory.scene
+        if scene is None:
+            ramp = np.linspace(0, 255, self.mode[0], dtype=np.float32).astype(np.uint8)
+            return True, np.repeat(np.repeat(ramp[None, :, None], self.mode[1], 0), 3, 2)
+        frame = scene[(self.served - 1) % len(scene)]
+        if frame.shape[1::-1] != self.mode:
+            frame = cv2.resize(frame, self.mode, interpolation=cv2.INTER_AREA)
+        return True, frame.copy()
+
+    def release(self):
+        self.opened = False
 
 
 class FakePicamera2Factory:

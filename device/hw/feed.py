@@ -70,13 +70,28 @@ class ModelFeed:
         return min(width, max(2, w + w % 2)), min(height, max(2, h + h % 2))
 
     def from_stream(self, image, width, height):
-        """The model's input from a stream image covering the whole width×height view (colour order kept)."""
+        """The model's input from a stream image covering the whole width×height view (colour order kept).
+
+        The model's region is cut out of the stream and resized to the model's size (`fit_region`); a
+        region the camera already made the model's size but for rounding is only cropped (`_snap`)."""
         region = self.region(width, height) or (0, 0, width, height)
         factor_x, factor_y = width / image.shape[1], height / image.shape[0]
         x, y = round(region[0] / factor_x), round(region[1] / factor_y)
         w = min(image.shape[1] - x, max(1, round(region[2] / factor_x)))
         h = min(image.shape[0] - y, max(1, round(region[3] / factor_y)))
-        return contract.fit_region(image, (x, y, w, h), self.spec)
+        return contract.fit_region(image, self._snap(image, (x, y, w, h)), self.spec)
+
+    def _snap(self, image, region):
+        """A region within 1 % (or a pixel) of the model's size is cut at exactly that size, centred, so a
+        stream the camera scaled for the model is cropped, not resampled by a fraction of a pixel."""
+        x, y, w, h = region
+        sw, sh = self.spec.width, self.spec.height
+        if (abs(w - sw) > max(1, sw // 100) or abs(h - sh) > max(1, sh // 100)
+                or image.shape[1] < sw or image.shape[0] < sh):
+            return region
+        x = min(max(0, x + (w - sw) // 2), image.shape[1] - sw)
+        y = min(max(0, y + (h - sh) // 2), image.shape[0] - sh)
+        return x, y, sw, sh
 
     def jpeg_factor(self, data):
         """How much a JPEG may be shrunk at decode (2, 4 or 8), or None: not a JPEG, ROI outside it, or no gain."""

@@ -1,6 +1,8 @@
 """What frame sources yield, and the context-manager plumbing they share."""
 
 import collections
+import queue
+import threading
 
 
 class Frame:
@@ -60,6 +62,22 @@ class Source:
 
     def close(self):
         """Releases the source; safe to call twice."""
+        self._stop_ahead()
+
+    def _ahead(self, items, depth):
+        """`items`, made `depth` ahead in a background thread (see `prefetched`) when depth > 0."""
+        if depth <= 0:
+            return items
+        self._stop_ahead()
+        self._prefetch = prefetched(items, depth)
+        return self._prefetch
+
+    def _stop_ahead(self):
+        # Stops the prefetch thread before the source's own resources go (a VideoCapture).
+        ahead = getattr(self, "_prefetch", None)
+        if ahead is not None:
+            self._prefetch = None
+            ahead.close()
 
 
 class RateCap:
@@ -85,3 +103,56 @@ class RateCap:
         # After a stall (ts far past due) the schedule restarts from ts instead of bursting.
         self.due = max(self.due + self.step, ts + self.step - self.tolerance)
         return True
+
+
+_END = object()
+
+
+def prefetched(items, depth=2, name="frame-prefetch"):
+    """Iterates `items` in a background thread, up to `depth` items ahead of the consumer.
+
+    A replay's read and JPEG decode (which release the GIL) then overlap the model's invoke, so a
+    frame's acquisition leaves the critical path. An exception in the thread is raised here, at the
+    item where it happened; closing this generator stops the thread and closes `items`.
+
+    Args:
+      items: an iterator (usually a generator) that only this thread will advance.
+      depth: how many items may wait, made but not yet taken (1 or 2 are enough).
+    """
+    ready = queue.Queue(maxsize=max(1, int(depth)))
+    stop = threading.Event()
+
+    def put(entry):
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as e:  # handed to the consumer, which raises it
+            put((_END, e))
+
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()

@@ -6,6 +6,7 @@ uint8 array; live cameras (`tl.device.hw.cameras`) also yield `Gap`s while the c
 
 import functools
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -33,12 +34,15 @@ class FolderSource(Source):
     reserved, so the others keep theirs). Sub-folders are not frames; broken links are. Given a
     ModelFeed, JPEGs much larger than the model's input are decoded at reduced size into the model's
     input (`Frame.pixels`); the full-size frame is decoded only when something asks for it (a snapshot).
+    Files are read and decoded `prefetch` frames ahead in a background thread (0: in the caller's),
+    so that decoding the next frame overlaps the model's work on this one.
     """
 
-    def __init__(self, folder, fps=10.0, feed=None):
+    def __init__(self, folder, fps=10.0, feed=None, prefetch=2):
         self.folder = Path(folder)
         self.fps = float(fps)
         self.feed = feed
+        self.prefetch = int(prefetch)
         self.files = sorted(p for p in self.folder.iterdir() if not p.is_dir() and not p.name.startswith("."))
         if not self.files:
             raise DataError(f"source folder {self.folder} holds no frames; put one image per frame in it")
@@ -49,6 +53,9 @@ class FolderSource(Source):
 
     def frames(self):
         """Yields a Frame per decodable file."""
+        return self._ahead(self._frames(), self.prefetch)
+
+    def _frames(self):
         for i, path in enumerate(self.files):
             pixels = self._reduced(path) if self.feed is not None else None
             if pixels is not None:
@@ -59,7 +66,6 @@ class FolderSource(Source):
                 self.skipped += 1
                 continue
             yield Frame(i / self.fps, i, image)
-
 
     def _reduced(self, path):
         try:  # the same file and pixel-limit checks as every decode (tl.device.model.image)
@@ -91,10 +97,12 @@ class VideoSource(Source):
       fps: at most this many frames per second are yielded (the others are skipped without
         decoding), so a 30 fps recording is judged as a 10 fps camera would see it; also the
         frame rate assumed when the file does not state one. None: every frame.
+      prefetch: frames decoded ahead in a background thread (0: in the caller's).
     """
 
-    def __init__(self, path, fps=None):
+    def __init__(self, path, fps=None, prefetch=2):
         self.path = Path(path)
+        self.prefetch = int(prefetch)
         self._cap = cv2.VideoCapture(str(self.path))
         if not self._cap.isOpened():
             self._cap.release()
@@ -110,6 +118,9 @@ class VideoSource(Source):
 
     def frames(self):
         """Yields a Frame per kept video frame; ends at the end of the file."""
+        return self._ahead(self._frames(), self.prefetch)
+
+    def _frames(self):
         # A file's timestamps are exact: only rounding needs tolerating.
         cap = RateCap(self.fps, tolerance=1e-6)
         i = -1
@@ -125,9 +136,18 @@ class VideoSource(Source):
             yield Frame(ts, i, image)
 
     def close(self):
+        self._stop_ahead()
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def prefetch_depth(threads, cores=None):
+    """How many frames a replay decodes ahead in a background thread: 2 when a core is left over after
+    the interpreter's `threads` (None: it takes them all), else 0. On a machine whose cores all run
+    the model, a decode thread only takes time from it (measured: benchmarks/device_replay.md)."""
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    return 2 if threads is not None and cores > threads else 0
 
 
 def pace(frames, clock=time.monotonic, sleep=time.sleep):
@@ -169,7 +189,8 @@ def classify_source(text):
                       "a camera index (0), a video file, an rtsp:// URL or a folder of frames")
 
 
-def open_source(text, fps=10.0, capture_size=(640, 480), sleep=time.sleep, clock=time.time, spec=None, roi=None):
+def open_source(text, fps=10.0, capture_size=(640, 480), sleep=time.sleep, clock=time.time, spec=None, roi=None,
+                prefetch=2):
     """Opens the source `text` names (see `classify_source`).
 
     Live cameras are wrapped so that they reconnect with backoff (see `cameras.Reconnecting`);
@@ -183,16 +204,17 @@ def open_source(text, fps=10.0, capture_size=(640, 480), sleep=time.sleep, clock
       clock: the clock live frames are stamped with.
       spec, roi: the model's InputSpec and the ROI; given, the picamera and folders of JPEGs hand
         the model its input at its size (`tl.device.hw.feed`).
+      prefetch: replays decode this many frames ahead in a background thread (0: none).
     """
     kind = classify_source(text)
     feed = ModelFeed(spec, roi) if spec is not None else None
     if kind == "folder":
-        return FolderSource(text, fps, feed)
+        return FolderSource(text, fps, feed, prefetch)
     if kind == "video":
-        return VideoSource(text, fps)
+        return VideoSource(text, fps, prefetch)
     if kind == "picamera":
         camera = cameras.PiCamera(fps, capture_size, feed=feed)
     else:
         target = int(text) if str(text).strip().isdigit() else str(text).strip()
-        camera = cameras.OpenCVCamera(target, fps, capture_size)
+        camera = cameras.OpenCVCamera(target, fps, capture_size, feed=feed)
     return cameras.Reconnecting(camera, clock=clock, sleep=sleep)
