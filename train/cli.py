@@ -42,13 +42,15 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 @click.option("--fine-tune-epochs", type=int, default=5, help="Most fine-tuning epochs (early stopping applies).")
 @click.option("--fine-tune-lr", type=float, default=1e-5, help="Fine-tuning learning rate (low, to nudge pretrained features).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Embedding cache folder. [default: $XDG_CACHE_HOME/tl-edge or ~/.cache/tl-edge]")
-@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", help="tf.distribute strategy: auto mirrors across GPUs when there are several; multiworker reads TF_CONFIG.")
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", help="tf.distribute strategy for the head and fine-tuning: auto mirrors across GPUs when there are several (multiworker was removed: use --ray for more machines).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS", help="Embed the images on a Ray cluster (ray://host:10001, host:6379, or auto: $RAY_ADDRESS, else a local cluster); the head trains here. Needs tl-edge[cluster]. [default: embed on this machine]")
+@click.option("--embed-engine", type=click.Choice(["auto", "tensorflow", "litert"]), default="auto", help="What runs the backbone over the images: auto is LiteRT/XNNPACK on a CPU (converted once, cached) and TensorFlow on a GPU.")
 @click.option("--mixed-precision", is_flag=True, default=False, help="Use mixed_float16 on a GPU (ignored on CPU).")
 @click.option("--verbose", "-v", is_flag=True, help="Log more detail.")
 def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, resize, weights, views, epochs, patience,
          batch_size, learning_rate, dropout, hidden, l2, label_smoothing, class_weights, prior_scale, imagenet_top,
          operating_target, fine_tune_layers,
-         fine_tune_epochs, fine_tune_lr, cache_dir, strategy, mixed_precision, verbose):
+         fine_tune_epochs, fine_tune_lr, cache_dir, strategy, ray_address, embed_engine, mixed_precision, verbose):
     """Train a classifier on DATA_DIR (one sub-folder of images per class) and write RUN_DIR.
 
     \b
@@ -78,6 +80,7 @@ def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, r
             operating_target=operating_target, imagenet_top=imagenet_top,
             fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
             cache_dir=cache_dir, strategy=strategy, mixed_precision=mixed_precision,
+            embed_engine=embed_engine, ray=ray_address,
         )
         _check_numbers(cfg)
         run(cfg)
@@ -91,7 +94,10 @@ def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, r
 
 def _check_numbers(cfg):
     from tl.device.errors import ConfigError
+    from tl.train.distribute import REMOVED
 
+    if cfg.strategy in REMOVED:
+        raise ConfigError(REMOVED[cfg.strategy])
     h = cfg.head
     if not 0 <= h.dropout < 1:
         raise ConfigError(f"--dropout {h.dropout} must be in [0, 1)")
