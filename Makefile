@@ -12,7 +12,7 @@ OTHER   ?= other
 WEIGHTS ?= $(SHARED)/weights
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench venv seed-weights clean
+.PHONY: demo test bench venv seed-weights clean pi-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ test: venv seed-weights
 
 bench: venv seed-weights
 	$(BIN)/python benchmarks/run_all.py
+
+# arm64 Debian 12 (SUITE=trixie: 13) under qemu-user emulation: the wheel with [device], classify, a replay with
+# the mock door, check-config, tl-bench. Needs root and the network; not part of `make test` (minutes).
+pi-check: venv
+	PYTHON=$(abspath $(BIN)/python) SHARED=$(abspath $(SHARED)) benchmarks/pi_check.sh
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache

@@ -7,7 +7,11 @@ breeds open, cats are denied), each scene once with `motion = false` and once wi
   15 % (a cloud), JPEG-compressed like a camera stream; counts model invokes and loop CPU time;
 - six dog arrivals, each after a different stretch of empty porch (so the arrival falls at every
   phase of the 2 s heartbeat): the dog walks in from the left over 1 s and waits at the door;
-  compares the time from the first frame showing the dog to door_open.
+  compares the time from the first frame showing the dog to door_open;
+- the gate's background models (running average, selective update, OpenCV MOG2 and KNN) on door scenes
+  from `scene.py` (shift/ photos, a visit every 5 s, day and IR night) and on a dog standing still for 60 s:
+  how much of the empty porch each calls motion (ghosts of visitors that left), how many visitor frames,
+  how long a still visitor stays motion, and its cost per frame.
 
     python benchmarks/motion.py        # writes benchmarks/motion.json and motion.md
 """
@@ -20,7 +24,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import scene
 from soak import CORAL_LABELS, CORAL_MODEL, PHOTOS
+
+from tl.device.model.image import load_image
 
 FPS = 10.0
 ROI = "80,0,480,480"
@@ -45,7 +52,7 @@ def write_scene(folder, empty_seconds, dog_seconds=3.0, seed=0, drift=0.15):
     """Writes the frames of one scene; returns the index of the first frame showing the dog (or None)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
-    dog = cv2.resize(cv2.imread(str(PHOTOS["allow"])), (360, 360))
+    dog = cv2.resize(load_image(PHOTOS["allow"], bgr=True), (360, 360))
     n_empty, n_dog = round(empty_seconds * FPS), round(dog_seconds * FPS)
     walk = 10  # frames to walk from outside the frame to the door
     for i in range(n_empty + n_dog):
@@ -105,6 +112,48 @@ def measure(work, arrivals):
     }
 
 
+def compare_backgrounds(work):
+    """Each background model's motion flags on door scenes and on a still dog; returns rows."""
+    from tl.device.door.motion import BACKGROUNDS
+    from tl.device.door.score import read_truth
+
+    shift = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "shift"
+    scenes = {"shift day": work / "day", "shift night": work / "night"}
+    scene.build_door_scene(shift, scenes["shift day"], per_class=6, seed=3)
+    scene.build_door_scene(shift, scenes["shift night"], per_class=6, night_ir=True, seed=4)
+    still = work / "still"
+    write_scene(still, 5.0, dog_seconds=60.0, seed=7)
+    rows = []
+    for background in BACKGROUNDS:
+        row = {"background": background}
+        for name, folder in scenes.items():
+            visits = read_truth(folder / "truth.csv")
+            flags, ms = _flags(sorted((folder / "frames").iterdir()), background)
+            inside = [any(v.start_s <= i / FPS < v.end_s for v in visits) for i in range(len(flags))]
+            empty = [f for f, i in zip(flags, inside) if not i]
+            row[name] = {"empty_porch_moving": round(sum(empty) / len(empty), 3),
+                         "visit_frames_moving": round(sum(f for f, i in zip(flags, inside) if i) / sum(inside), 3),
+                         "ms_per_frame": round(ms, 2)}
+        flags, _ = _flags(sorted(still.iterdir()), background)
+        dog = flags[50:]
+        row["still_dog_moving_s"] = round((dog.index(False) if False in dog else len(dog)) / FPS, 1)
+        rows.append(row)
+    return rows
+
+
+def _flags(paths, background):
+    from tl.device.door.motion import MotionGate
+
+    gate = MotionGate(background=background, heartbeat_seconds=3600.0)
+    flags, spent = [], 0.0
+    for i, path in enumerate(paths):
+        image = cv2.imread(str(path))
+        started = time.perf_counter()
+        flags.append(gate.check(image, i / FPS).changed >= gate.area)
+        spent += time.perf_counter() - started
+    return flags, 1000 * spent / len(paths)
+
+
 def markdown(result):
     """The result as Markdown."""
     s = result["static_porch"]
@@ -121,8 +170,18 @@ def markdown(result):
         lines.append(f"| {v['empty_s']} | {v['plain_open_after_s']} | {v['gated_open_after_s']} | "
                      f"{v['plain_invokes']} | {v['gated_invokes']} |")
     lines += ["", f"Same door_open time with and without gating: **{'yes' if result['same_open_time'] else 'NO'}**; "
-              f"slowest {result['max_open_after_s']} s after the dog's first frame.", ""]
-    return "\n".join(lines)
+              f"slowest {result['max_open_after_s']} s after the dog's first frame.", "",
+              "## Background models (gate only, no model)", "",
+              "Door scenes from shift/ (a 2.5 s visit every 5 s), frames the gate calls motion; a dog that walks in "
+              "and stands still for 60 s: how long it stays motion (then the 2 s heartbeat looks).", "",
+              "| background | empty porch moving, day | night | visitor frames moving, day | night | ms/frame "
+              "| still dog moving (s) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in result["backgrounds"]:
+        d, n = r["shift day"], r["shift night"]
+        lines.append(f"| {r['background']} | {d['empty_porch_moving']:.0%} | {n['empty_porch_moving']:.0%} | "
+                     f"{d['visit_frames_moving']:.0%} | {n['visit_frames_moving']:.0%} | {d['ms_per_frame']} | "
+                     f"{r['still_dog_moving_s']} |")
+    return "\n".join(lines) + "\n"
 
 
 def main():
@@ -136,6 +195,7 @@ def main():
         raise SystemExit(f"{CORAL_MODEL} not found: this benchmark uses the shared Coral model and photos")
     with tempfile.TemporaryDirectory(prefix="tl-motion-") as tmp:
         result = measure(Path(tmp), args.arrivals)
+        result["backgrounds"] = compare_backgrounds(Path(tmp))
     print(json.dumps(result, indent=2))
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     args.markdown.write_text(markdown(result))

@@ -27,6 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tl.device.model.image import load_image
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import scene  # noqa: E402  (porch and paste, as `make demo` builds its scene)
@@ -54,7 +56,7 @@ def unknown_frames(coral, seed=0):
     rng = np.random.default_rng(seed)
     frames = {}
     for name in UNKNOWN_PHOTOS:
-        bgr = cv2.imread(str(coral / name))
+        bgr = load_image(coral / name, bgr=True)
         frames[name] = bgr
         frames[f"{name} on porch"] = scene.paste(scene.porch(rng), bgr[:, :, ::-1])
     for i in range(3):
@@ -90,7 +92,6 @@ def classifier_stats(classifier):
 def val_judgements(classifier, val_dir):
     """(truth, predicted, top score, distance) arrays for pets/val through the device's classifier."""
     from tl.device.data.dataset import scan_folder
-    from tl.device.model.image import load_image
 
     rows = []
     for s in scan_folder(val_dir).samples:
@@ -187,7 +188,6 @@ def views(rgb, n, rng):
 
 def pseudo_identity(embedder_path, dogs, folder):
     """Enrols 10 views of one val dog photo; scores 10 other views of it against the other val dogs."""
-    from tl.device.model.image import load_image
     from tl.device.recognition.embedder import Embedder
     from tl.device.recognition.enroll import enroll
     from tl.device.recognition.gallery import load_gallery
@@ -252,7 +252,7 @@ def measure(a, tmp, one, two):
     classifier = Classifier(model)
     frames = unknown_frames(a.coral)
     unknowns = judge_frames(classifier, frames)
-    known = judge_frames(classifier, {n: cv2.imread(str(a.coral / n)) for n in KNOWN_PHOTOS})
+    known = judge_frames(classifier, {n: load_image(a.coral / n, bgr=True) for n in KNOWN_PHOTOS})
     val = val_judgements(classifier, a.data / "val")
     rows = sweep(classifier, val, unknowns)
     replays = {str(o): door_replay(model, frames, tmp / "replay" / "frames", o) for o in (True, False)}
@@ -262,8 +262,13 @@ def measure(a, tmp, one, two):
                                tmp / "rex")
     cfg = config.load_config(None, {"model": str(model), "source": ".", "allow": ("dog",),
                                     "gallery": str(tmp / "gallery.npz"), "require_identity": ("rex",)})
-    porch_dog = scene.paste(scene.porch(np.random.default_rng(1)), cv2.imread(str(dogs[0]))[:, :, ::-1])
-    cost = {t: frame_cost(tmp / "one" / "model_int8.tflite", model, make_recognizer(cfg, Classifier(model, threads=t)),
+
+    def recognizer(threads):
+        return make_recognizer(Classifier(model, threads=threads), cfg.openset, cfg.openset_quantile, cfg.gallery,
+                               cfg.require_identity, cfg.identity_threshold)
+
+    porch_dog = scene.paste(scene.porch(np.random.default_rng(1)), load_image(dogs[0]))
+    cost = {t: frame_cost(tmp / "one" / "model_int8.tflite", model, recognizer(t),
                           porch_dog, t) for t in (1, 2)}
     latency = interleaved_latency({f"{k} {v}": tmp / k / f"model_{v}.tflite" for k in ("one", "two")
                                    for v in ("float32", "int8")})

@@ -30,6 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tl.device.model.image import load_image
+
 REPO = Path(__file__).resolve().parents[1]
 CORAL = REPO.parent / "shared" / "data" / "coral"
 CORAL_MODEL = CORAL / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
@@ -46,7 +48,7 @@ def write_pool(folder, seed=0, counts=(("empty", 20), ("allow", 12), ("deny", 6)
     rng = np.random.default_rng(seed)
     ramp = np.linspace(0.8, 1.2, 480, dtype=np.float32)[:, None, None]
     base = np.array([90, 110, 120], np.float32) * ramp
-    photos = {k: cv2.resize(cv2.imread(str(p)), (360, 360)) for k, p in PHOTOS.items()}
+    photos = {k: cv2.resize(load_image(p, bgr=True), (360, 360)) for k, p in PHOTOS.items()}
     for kind, count in counts:
         (folder / kind).mkdir(parents=True, exist_ok=True)
         for i in range(count):

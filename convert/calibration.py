@@ -99,7 +99,8 @@ def list_groups(folder):
         for s in data.samples:
             groups[data.classes[s.label]].append(s.path)
         return dict(groups), list(data.skipped)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    # Not is_file(): a broken link or a special file is listed, so its decode failure is reported.
+    files = sorted(p for p in folder.iterdir() if not p.is_dir() and not p.name.startswith("."))
     if not files:
         raise DataError(f"calibration folder {folder} holds no images; fix --calib-dir")
     return {FLAT: files}, []

@@ -1,6 +1,5 @@
 """tl-convert: quantized, self-describing TFLite models from a tl-train run, each one checked."""
 
-import contextlib
 import logging
 import os
 import sys
@@ -15,12 +14,13 @@ from tl.convert import calibration, pipeline
 from tl.convert.report import format_table
 from tl.convert.source import open_source
 from tl.convert.variants import DEFAULT_IO, IO_TYPES, VARIANTS, file_name
-from tl.device.errors import ConfigError, TLError
+from tl.device.cli.common import CONTEXT_SETTINGS, EXIT_CHECK, EXIT_INPUT, cli_logging, exit_codes, exits_on_error, fail
+from tl.device.errors import ConfigError
 
 log = logging.getLogger("tl.convert")
 
-EXIT_ERROR = 2  # bad input, or a step that failed: nothing half-written
-EXIT_ACCURACY = 3  # files written and valid, but int8 lost more than --max-drop points
+EXIT_ERROR = EXIT_INPUT  # bad input, or a step that failed: nothing half-written
+EXIT_ACCURACY = EXIT_CHECK  # files written and valid, but int8 lost more than --max-drop points
 
 EPILOG = """\b
 Examples:
@@ -28,10 +28,9 @@ Examples:
   tl-convert runs/pets --all                 # float32, float16, dynamic and int8
   tl-convert runs/pets --int8 --edgetpu      # also compile for the Coral Edge TPU
   tl-convert runs/pets --embedding           # also the embedder, for tl-device enroll
+  tl-convert runs/pets --frigate /config/model_cache/pet_door   # Frigate's model.tflite + labelmap.txt
   tl-convert model.keras --labels labels.txt --eval-dir photos/val --calib-dir photos/train
-
-Exit status: 0 ok; 2 bad input or a failed step; 3 int8 accuracy dropped more than --max-drop.
-"""
+""" + exit_codes("int8 accuracy dropped more than --max-drop (the files are written)")
 
 
 def _variants(flags, convert_all, edgetpu, check_only, out_dir):
@@ -45,7 +44,7 @@ def _variants(flags, convert_all, edgetpu, check_only, out_dir):
     return tuple(chosen or ["int8"])
 
 
-@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command("tl-convert", epilog=EPILOG, context_settings=CONTEXT_SETTINGS)
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--int8", "int8", is_flag=True, help="Full-integer int8 model, calibrated (the default when no variant is given).")
 @click.option("--float16", "float16", is_flag=True, help="Float16 weights, float compute.")
@@ -76,8 +75,12 @@ def _variants(flags, convert_all, edgetpu, check_only, out_dir):
               help="Also export embedder_<variant>.tflite (int8/float32: unit pooled features) for tl-device enroll.")
 @click.option("--openset/--no-openset", default=True, show_default=True,
               help="Carry the run's open-set statistics (openset.npz) into the models, with an embedding output.")
+@click.option("--frigate", type=click.Path(path_type=Path), default=None,
+              help="Also write Frigate's custom classification folder: model.tflite (int8, uint8 224x224 in) "
+                   "and labelmap.txt.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging (shows the converter's log on failure).")
+@exits_on_error(interrupted="interrupted; no file was half-written")
 def main(source, verbose, quiet, **opts):
     """Convert SOURCE to TFLite variants and check each one against the Keras model.
 
@@ -85,57 +88,26 @@ def main(source, verbose, quiet, **opts):
     raw 0..255 RGB pixels (then give --labels, and --image-size if its input size is not fixed).
     Writes <out>/model_<variant>.tflite (labels and input spec inside), labels.txt and convert.json,
     and prints size, accuracy, agreement with Keras and latency at 1 thread per variant.
+
+    Which file where: model_<variant>.tflite is for tl-device (scores and the embedding its open-set
+    rejection measures); classifier_<variant>.tflite (scores only, standard TFLite metadata) is for
+    MediaPipe Tasks, the Android Task Library, Frigate and any other TFLite runtime.
     """
-    with _logging(verbose):
+    # TensorFlow's Python loggers repeat what our messages already say.
+    for name in ("absl", "tensorflow", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with cli_logging("tl-convert", verbose=2 if verbose else 0, name="tl.convert"):
         _convert(source, progress=not quiet and sys.stderr.isatty(), **opts)
 
 
 def _convert(source, progress, labels_path, image_size, out_dir, convert_all, **opts):
     flags = {v: opts.pop(v) for v in VARIANTS}
-    try:
-        src = open_source(source, labels_path, image_size, out_dir)
-        variants = _variants(flags, convert_all, opts["edgetpu"], opts["check_only"], src.out_dir)
-        outcome = pipeline.run(src, pipeline.Options(variants=variants, progress=progress, **opts), echo=click.echo)
-    except TLError as e:
-        click.echo(f"tl-convert: error: {e}", err=True)
-        sys.exit(EXIT_ERROR)
-    except KeyboardInterrupt:
-        click.echo("tl-convert: interrupted; no file was half-written", err=True)
-        sys.exit(130)
+    src = open_source(source, labels_path, image_size, out_dir)
+    variants = _variants(flags, convert_all, opts["edgetpu"] or opts["frigate"] is not None, opts["check_only"],
+                         src.out_dir)
+    outcome = pipeline.run(src, pipeline.Options(variants=variants, progress=progress, **opts), echo=click.echo)
     click.echo("")
     click.echo(format_table(outcome.results))
     click.echo(f"\nwrote {outcome.json_path}")
     if outcome.drop_message:
-        click.echo(f"tl-convert: {outcome.drop_message}", err=True)
-        sys.exit(EXIT_ACCURACY)
-
-
-class _EchoHandler(logging.Handler):
-    """Prints log records with click on stderr (resolved at each call, so tests capture it too)."""
-
-    def emit(self, record):
-        try:
-            prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
-            click.echo(prefix + self.format(record), err=True)
-        except Exception:
-            self.handleError(record)
-
-
-@contextlib.contextmanager
-def _logging(verbose):
-    """Shows tl-convert's log records for the duration of the command, then leaves logging as it was."""
-    logger = logging.getLogger("tl.convert")
-    handler, level, propagate = _EchoHandler(), logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    # TensorFlow's imports may give the root logger a handler; one copy of each message is enough.
-    logger.propagate = False
-    # TensorFlow's Python loggers repeat what our messages already say.
-    for name in ("absl", "tensorflow", "h5py"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
+        fail(outcome.drop_message, EXIT_ACCURACY)

@@ -1,10 +1,12 @@
 """Converting a SavedModel into one TFLite variant, and writing it as a self-describing file."""
 
+import hashlib
 import logging
 
 from tl.device import __version__
 from tl.device.data.atomic import write_bytes
 from tl.device.errors import TLError
+from tl.device.model import tflite_metadata as std
 from tl.device.model.metadata import ModelInfo, embed_model_info
 from tl.train.quiet import import_tensorflow, quiet_native_stderr
 
@@ -68,14 +70,39 @@ def model_info(labels, spec, variant, extra, task="classification"):
 
 
 def write_model(path, model_bytes, info):
-    """Appends `info` to the model bytes and writes the file atomically.
+    """Attaches the standard metadata record and `info` to the model bytes and writes the file atomically.
 
     Returns:
       The number of bytes written.
     """
-    data = embed_model_info(model_bytes, info)
+    data = embed_model_info(model_bytes, info, about(info, model_bytes))
     write_bytes(path, data)
     return len(data)
+
+
+def about(info, model_bytes):
+    """The model-level fields of the standard metadata record: name, description, version, author.
+
+    The version is the FlatBuffer's own hash: two files with equal versions compute the same thing.
+    """
+    names = " / ".join(info.labels[:6]) + (" / …" if len(info.labels) > 6 else "")
+    if info.task == "embedding":
+        name, what = f"{names} embedder ({info.variant})", "the unit image embedding out, for tl-device enroll"
+    elif (info.extra.get("outputs") or {}).get("embedding"):
+        name = f"{names} door model ({info.variant})"
+        what = (f"output 0: the probability of each of {len(info.labels)} classes; output 1: the unit image "
+                f"embedding that tl-device's open-set rejection measures. MediaPipe reads every output as a "
+                f"classification head; for it and other runtimes take classifier_{info.variant}.tflite")
+    else:
+        name, what = f"{names} classifier ({info.variant})", f"the probability of each of {len(info.labels)} classes out"
+    return std.StandardMetadata(
+        name=name, description=f"Made by tl-train and tl-convert ({info.variant}): one RGB image in, {what}.",
+        version=version(model_bytes), author=f"tl-edge {__version__}")
+
+
+def version(model_bytes):
+    """A model version that names its weights: the first 12 hex digits of the FlatBuffer's sha256."""
+    return "sha256:" + hashlib.sha256(bytes(model_bytes)).hexdigest()[:12]
 
 
 def _tf_version():

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tl.convert import calibration as calib
-from tl.convert import check, edgetpu, export, report
+from tl.convert import check, edgetpu, export, portable, report
 from tl.convert import openset as oset
 from tl.convert.embedding import build_graphs
 from tl.convert.reference import Reference
@@ -51,6 +51,7 @@ class Options:
     progress: bool = True
     embedding: bool = False
     openset: bool = True
+    frigate: Path = None
 
 
 @dataclasses.dataclass
@@ -99,6 +100,8 @@ def run(source, options, echo=print):
     echo(f"loading {source.model_path}")
     reference = Reference(source.model_path)
     spec = resolve_spec(source, reference)
+    if options.frigate is not None:
+        portable.check_frigate(spec, options.io)
     quantizations = [Quantization.named(v, options.io) for v in options.variants]
     calibration, timings = None, {}
     if not options.check_only and any(q.needs_calibration for q in quantizations):
@@ -124,10 +127,12 @@ def run(source, options, echo=print):
         for variant, path in paths.items()
     }
     edgetpu_report = _inspect_int8(results, options, echo)
+    portables = None if options.check_only else portable.write_all(paths, options.frigate, echo)
     _write_labels(out_dir, source.labels)
     drop = check.accuracy_drop(results, ref_row, options.max_drop)
     record = _record(source, spec, options, evalset, calibration, ref_row, results, timings, edgetpu_report, drop)
     record["openset"] = oset.check_all(paths, evalset, source.labels, echo)
+    record["portable"] = portables
     if embedder_paths:
         record["embedder"] = {v: oset.check_embedder(p, evalset, embedder.reference) for v, p in embedder_paths.items()}
     record["timings"]["total_s"] = round(time.perf_counter() - start, 1)

@@ -4,6 +4,7 @@ Every variant is converted from it and checked against its predictions. TensorFl
 here, lazily, so `tl-convert --help` stays fast.
 """
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,12 @@ def export_saved_model(model, folder, height, width, name):
 
 
 def _load_keras(path):
+    if Path(path).suffix.lower() == ".keras" and Path(path).is_file() and not zipfile.is_zipfile(path):
+        # Keras says "File not found" for a .keras file that is there but not a whole ZIP archive.
+        raise ModelError(
+            f"model {path} is corrupt or truncated (a .keras file is a ZIP archive, and this one is not "
+            "complete); copy it again, or train again with tl-train"
+        )
     _, keras = import_tensorflow()
     try:
         # The first TensorFlow op probes for GPUs and logs the outcome natively: keep it quiet.

@@ -1,4 +1,7 @@
-"""Errors of tl-edge: each is also a built-in, and each message names the thing and the fix."""
+"""Errors of tl-edge: each is also a built-in, and each message names the thing and the fix.
+
+Every error class of tl.device lives here (the CLIs turn any TLError into one line and exit code 2).
+"""
 
 
 class TLError(Exception):
@@ -33,3 +36,11 @@ class ConfigError(TLError, ValueError):
 
 class OutputError(TLError, OSError):
     """An output folder or file cannot be written."""
+
+
+class CameraError(TLError, OSError):
+    """A camera cannot be opened or stopped delivering frames (the daemon retries)."""
+
+
+class DoorError(TLError, OSError):
+    """The door's GPIO cannot be used (no pin factory, pin busy, wrong pin)."""

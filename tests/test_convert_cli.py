@@ -38,7 +38,7 @@ def test_help_lists_every_option_with_its_default():
     out = " ".join(invoke("--help").output.split())  # undo click's line wrapping
     for option in ("--int8", "--float16", "--dynamic", "--float32", "--all", "--io", "--calib-dir", "--calib-samples",
                    "--seed", "--eval-dir", "--max-drop", "--edgetpu", "--labels", "--image-size", "--out",
-                   "--check-only"):
+                   "--check-only", "--frigate", "classifier_<variant>.tflite"):
         assert option in out
     for default in ("default: uint8", "default: 300", "default: 1.0", "default: the training data",
                     "default: the validation images"):
@@ -48,12 +48,18 @@ def test_help_lists_every_option_with_its_default():
 def test_default_is_int8_and_check_only_rechecks(run_copy):
     result = invoke(run_copy, "--calib-samples", "9", "-q")
     assert result.exit_code == 0, result.output
-    assert tflite_files(run_copy) == ["model_int8.tflite"]
+    assert tflite_files(run_copy) == ["classifier_int8.tflite", "model_int8.tflite"]  # for other runtimes; tl-device
     assert "calibration: 9 images" in result.output and "(blue 3, green 3, red 3)" in result.output
     assert json.loads((run_copy / "convert.json").read_text())["calibration"]["samples"] == 9
     again = invoke(run_copy, "--check-only")
     assert again.exit_code == 0, again.output
     assert "int8" in again.output and "converting" not in again.output
+
+
+def test_frigate_needs_what_frigate_feeds(run_copy):
+    result = invoke(run_copy, "--frigate", run_copy / "frigate", "-q")
+    assert result.exit_code == 2 and "--image-size 224" in result.output
+    assert tflite_files(run_copy) == [] and not (run_copy / "frigate").exists()
 
 
 @pytest.mark.parametrize("io,dtype,zero_point", [("int8", "int8", -128), ("float32", "float32", 0)])

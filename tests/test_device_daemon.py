@@ -203,4 +203,4 @@ def test_sigterm_stops_the_daemon_with_the_door_closed(tiny_models, tmp_path):
     assert [e["event"] for e in got] == ["start", "door_open", "door_close", "stop"]
     assert got[2]["reason"] == "stop: SIGTERM" and got[3]["reason"].startswith("SIGTERM")
     assert got[3]["ts"] < 5.0  # it stopped early, not at the end of the 12 s replay
-    assert "relay door on GPIO17 closed" in err
+    assert "mock door on GPIO17 closed" in err

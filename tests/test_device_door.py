@@ -85,9 +85,11 @@ def test_servo_moves_between_angles_on_pwm_mock_pins():
     door.close()
 
 
-def test_servo_angle_out_of_range_is_refused():
+def test_servo_angle_out_of_range_is_refused_by_the_config():
+    from tl.device.door import config
+
     with pytest.raises(ConfigError, match="-90..90"):
-        ServoDoor(pin=18, open_angle=120, pin_factory=MockFactory(pin_class=MockPWMPin))
+        config.load_config(None, {"door": "servo", "open_angle": 120})
 
 
 def test_servo_on_a_factory_without_pwm_says_what_to_do():

@@ -24,8 +24,10 @@ ALLOWED = {
     "cli": {"model", "data", "recognition", "hw", "door", "observe", "bench"},
     # The workstation side uses the runtime contract only.
     # Open-set statistics are written by tl-train in the format tl.device.recognition reads.
-    "tl.train": {"model", "data", "recognition"},
-    "tl.convert": {"model", "data", "recognition"},
+    # `cli.common` (and nothing else of `cli`): the four command lines share one convention (-h, exit
+    # codes, logging, error prefix), and that module imports only click and tl.device.errors (tested below).
+    "tl.train": {"model", "data", "recognition", "cli.common"},
+    "tl.convert": {"model", "data", "recognition", "cli.common"},
 }
 ROOMS = sorted(p.name for p in DEVICE.iterdir() if (p / "__init__.py").exists())
 
@@ -46,13 +48,24 @@ def _imported_rooms(path):
             names = [a.name for a in node.names]
         for name in names:
             parts = name.split(".")
-            if parts[:2] == ["tl", "device"] and len(parts) > 2 and parts[2] in ROOMS:
+            if parts[:4] == ["tl", "device", "cli", "common"]:
+                rooms.add("cli.common")
+            elif parts[:2] == ["tl", "device"] and len(parts) > 2 and parts[2] in ROOMS:
                 rooms.add(parts[2])
     return rooms
 
 
 def _wrong_way(owner, path):
-    return sorted(_imported_rooms(path) - ALLOWED[owner] - {owner if not owner.startswith("tl.") else ""})
+    allowed = ALLOWED[owner] | {owner if not owner.startswith("tl.") else ""}
+    return sorted(r for r in _imported_rooms(path) if r not in allowed and not (r == "cli.common" and "cli" in allowed))
+
+
+def test_the_shared_cli_convention_imports_only_click_and_errors():
+    tree = ast.parse((DEVICE / "cli" / "common.py").read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    third_party = {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names}
+    assert third_party == {"click", "tl.device.errors"}
 
 
 def test_every_room_has_a_docstring_saying_what_lives_there():
@@ -79,6 +92,10 @@ def test_the_direction_check_catches_a_wrong_way_import(tmp_path):
     assert _wrong_way("model", upward) == ["door"]
     assert _wrong_way("cli", upward) == []
     assert _wrong_way("tl.train", upward) == ["door"]
+    shared = tmp_path / "c.py"
+    shared.write_text("from tl.device.cli.common import fail\nfrom tl.device.cli.tl_device import main\n")
+    assert _wrong_way("tl.train", shared) == ["cli"]  # the convention, yes; the rest of cli, no
+    assert _wrong_way("bench", shared) == ["cli", "cli.common"]
 
 
 def test_importing_every_device_module_pulls_in_no_tensorflow_and_no_hardware():

@@ -167,14 +167,11 @@ def test_same_timeline_same_decisions():
     ({"allow": ["wolf"]}, "no such class"),
     ({"allow": []}, "no class opens the door"),
     ({"deny": ["dog"]}, "both in --allow and in --deny"),
-    ({"threshold": 1.5}, "within 0..1"),
-    ({"thresholds": {"cat": -0.1}}, "within 0..1"),
     ({"thresholds": {"wolf": 0.5}}, "no such class"),
-    ({"votes": (6, 5)}, "1 <= K <= N"),
-    ({"votes": (0, 5)}, "1 <= K <= N"),
-    ({"open_seconds": -1}, "0 or more"),
 ])
 def test_invalid_policy_is_refused(kwargs, message):
+    # Numbers (thresholds in 0..1, 1 <= K <= N, durations) are checked once, by the config:
+    # see tests/test_device_config.py and test_policy_numbers_are_checked_by_the_config below.
     kwargs.setdefault("allow", ["dog"])
     with pytest.raises(ConfigError, match=message):
         make_policy_config(LABELS, **kwargs)
@@ -184,3 +181,55 @@ def test_unknown_class_message_lists_the_model_classes():
     with pytest.raises(ConfigError) as e:
         make_policy_config(LABELS, allow=["Dog"])
     assert "background, dog, cat, raccoon" in str(e.value)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"threshold": 1.5}, "within 0..1"),
+    ({"thresholds": {"cat": -0.1}}, "within 0..1"),
+    ({"votes": (6, 5)}, "1 <= K <= N"),
+    ({"votes": (0, 5)}, "1 <= K <= N"),
+    ({"open_seconds": -1}, "0 or more"),
+    ({"lockout_seconds": float("inf")}, "finite"),
+])
+def test_policy_numbers_are_checked_by_the_config(values, message):
+    from tl.device.door import config
+
+    with pytest.raises(ConfigError, match=message):
+        config.load_config(None, values)
+def gate_play(policy, frames, fps=FPS):
+    """Feeds frames; None is a gated frame (the motion gate passed it over). Returns [(ts, event)]."""
+    out = []
+    for i, kind in enumerate(frames):
+        ts = round(i / fps, 6)
+        decisions = policy.gated(ts) if kind is None else policy.update(ts, scores(kind))
+        out += [(ts, d.event) for d in decisions]
+    return out
+
+
+def test_gated_frames_keep_the_vote_evidence_of_a_visitor_standing_still():
+    # Two dog frames, then the gate passes frames over, then one more dog frame: 3 of the last 5 classified.
+    policy = make()
+    assert gate_play(policy, ["background"] * 3 + ["dog", "dog"] + [None] * 8 + ["dog"]) == [(1.3, "door_open")]
+
+
+def test_gated_frames_close_an_open_door_on_time_and_do_not_reopen_it():
+    policy = make(open_seconds=1.0)
+    events = gate_play(policy, ["dog"] * 5 + [None] * 30 + ["background"] + [None] * 10)
+    assert [e[1] for e in events] == ["door_open", "door_close"]  # not opened again by its own old votes
+    assert events[0][0] == 0.2 and 1.4 <= events[1][0] <= 1.5  # 1 s after the last dog (0.4 s), to a frame
+    assert policy.state == CLOSED
+
+
+def test_gated_frames_end_a_lockout_on_time():
+    policy = make(lockout_seconds=1.0)
+    gate_play(policy, ["raccoon"] + [None] * 5)
+    assert policy.state == LOCKED and policy.locked_for(0.5) == pytest.approx(0.5)
+    gate_play(policy, [None] * 12)
+    assert policy.state == CLOSED
+
+
+def test_gated_frames_can_repeat_the_last_vote_instead(monkeypatch):
+    monkeypatch.setattr(DoorPolicy, "repeat_gated", True)
+    policy = make()
+    # One dog frame and two gated frames open the door: what "repeat" risks on a single wrong frame.
+    assert gate_play(policy, ["background"] * 3 + ["dog", None, None]) == [(0.5, "door_open")]

@@ -203,7 +203,7 @@ def test_camera_frames_are_bgr_like_replays(tmp_path):
     # A pure-blue BGR frame written and replayed stays blue in channel 0.
     folder = tmp_path / "blue"
     folder.mkdir()
-    cv2.imwrite(str(folder / "a.png"), np.dstack([np.full((8, 8), 255, np.uint8), np.zeros((8, 8), np.uint8),
-                                                  np.zeros((8, 8), np.uint8)]))
+    cv2.imwrite(str(folder / "a.png"), np.dstack([np.full((16, 16), 255, np.uint8), np.zeros((16, 16), np.uint8),
+                                                  np.zeros((16, 16), np.uint8)]))
     frame = next(FolderSource(folder).frames())
     assert frame.image[0, 0].tolist() == [255, 0, 0]

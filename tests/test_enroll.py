@@ -10,7 +10,7 @@ from tl.device.cli.tl_device import main
 from tl.device.door import config
 from tl.device.door.events import read_events
 from tl.device.door.loop import run_door
-from tl.device.errors import ConfigError, DataError, ModelError
+from tl.device.errors import ConfigError, ModelError
 from tl.device.recognition.embedder import Embedder
 from tl.device.recognition.enroll import collect_photos, enroll, leave_one_out, suggest_threshold
 from tl.device.recognition.gallery import Gallery, load_gallery, save_gallery
@@ -161,9 +161,9 @@ def test_the_door_opens_for_rex_and_not_for_another_dog(openset_run, rex_gallery
 
 def test_run_refuses_missing_or_foreign_galleries(openset_run, rex_gallery, tmp_path):
     frames = write_photos(tmp_path / "f", 2)
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(ConfigError, match="no.npz: no such file; make one with tl-device enroll"):
         door(openset_run["model"], frames, tmp_path, gallery=str(tmp_path / "no.npz"), require_identity=("rex",))
-    with pytest.raises(ConfigError, match="needs --gallery"):
+    with pytest.raises(ConfigError, match="needs a gallery"):
         door(openset_run["model"], frames, tmp_path, require_identity=("rex",))
     with pytest.raises(ConfigError, match="luna: not in gallery"):
         door(openset_run["model"], frames, tmp_path, gallery=str(rex_gallery), require_identity=("luna",))

@@ -192,4 +192,4 @@ def test_refusals_exit_2_with_a_fix(setup, message, tmp_path, colour_data):
     result = run_cli(args)
     assert result.exit_code == 2, result.output
     assert message in result.output
-    assert not (tmp_path / "out" / "model.keras").exists()
+    assert not (tmp_path / "out").exists()  # no empty RUN_DIR left behind

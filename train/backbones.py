@@ -61,6 +61,11 @@ def build_backbone(spec):
         base = _application(spec)
     except (OSError, ValueError) as e:
         raise ModelError(_weights_message(spec, e)) from e
+    except Exception as e:
+        # keras.utils.get_file raises a bare Exception("URL fetch failure ...") when it cannot download.
+        if "URL fetch failure" not in str(e):
+            raise
+        raise ModelError(_offline_message(spec, e)) from e
     base.trainable = False
     if spec.name == "mobilenet_v2":
         # MobileNetV2 expects [-1, 1]; V3 carries its own Rescaling (include_preprocessing).
@@ -82,6 +87,17 @@ def _application(spec):
         return apps.MobileNetV2(input_shape=shape, alpha=spec.alpha, include_top=False, weights=weights)
     ctor = apps.MobileNetV3Small if spec.name == "mobilenet_v3_small" else apps.MobileNetV3Large
     return ctor(input_shape=shape, alpha=spec.alpha, include_top=False, weights=weights, include_preprocessing=True)
+
+
+def _offline_message(spec, err):
+    from tl.train.weights import imagenet_file_name, keras_cache_dir
+
+    missing = keras_cache_dir() / imagenet_file_name(spec.name, spec.alpha, spec.size)
+    return (
+        f"ImageNet weights for {spec.name} alpha={spec.alpha:g} are not on this machine and cannot be downloaded "
+        f"(Keras looked for {missing}; {err}). Copy that file there from a machine with internet, "
+        "or pass --weights PATH to a no-top .h5 file for this backbone and width"
+    )
 
 
 def _weights_message(spec, err):

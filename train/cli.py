@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from tl.device.errors import TLError
+from tl.device.cli.common import CONTEXT_SETTINGS, EXIT_INTERRUPTED, cli_logging, exit_codes, exits_on_error
 from tl.device.model.contract import RESIZE_RULES
 
 PRIOR_SCALE = 0.5  # chosen in benchmarks/generalisation.md
-CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
+CONTEXT = {**CONTEXT_SETTINGS, "show_default": True}
 
 
-@click.command(context_settings=CONTEXT)
+@click.command("tl-train", context_settings=CONTEXT, epilog=exit_codes())
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", "-o", "out", required=True, type=click.Path(path_type=Path), help="RUN_DIR to write model.keras, labels.txt, train.json and plots into (created if missing).")
 @click.option("--val-dir", type=click.Path(path_type=Path), default=None, help="Folder of validation images with the same class sub-folders. Without it, --val-split of DATA_DIR is held out.")
@@ -42,15 +42,16 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 @click.option("--fine-tune-epochs", type=int, default=5, help="Most fine-tuning epochs (early stopping applies).")
 @click.option("--fine-tune-lr", type=float, default=1e-5, help="Fine-tuning learning rate (low, to nudge pretrained features).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Embedding cache folder. [default: $XDG_CACHE_HOME/tl-edge or ~/.cache/tl-edge]")
-@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", help="tf.distribute strategy for the head and fine-tuning: auto mirrors across GPUs when there are several (multiworker was removed: use --ray for more machines).")
-@click.option("--ray", "ray_address", default=None, metavar="ADDRESS", help="Embed the images on a Ray cluster (ray://host:10001, host:6379, or auto: $RAY_ADDRESS, else a local cluster); the head trains here. Needs tl-edge[cluster]. [default: embed on this machine]")
-@click.option("--embed-engine", type=click.Choice(["auto", "tensorflow", "litert"]), default="auto", help="What runs the backbone over the images: auto is LiteRT/XNNPACK on a CPU (converted once, cached) and TensorFlow on a GPU.")
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", help="tf.distribute strategy for the head and fine-tuning: auto mirrors across the GPUs of this machine when there are several. multiworker was removed (it fails with two workers): use --ray for more machines.")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS", help="Embed the images on a Ray cluster (host:6379, ray://host:10001, or auto: $RAY_ADDRESS, else a new local cluster); the head trains here. Needs tl-edge[cluster] and image paths every node can read. [default: embed on this machine]")
+@click.option("--embedder", type=click.Choice(["auto", "tf", "litert"]), default="auto", help="What runs the backbone over the images: litert (LiteRT/XNNPACK, converted once and cached; ~2x faster on a CPU), tf (TensorFlow), or auto: litert without a GPU, tf with one or with --weights none.")
 @click.option("--mixed-precision", is_flag=True, default=False, help="Use mixed_float16 on a GPU (ignored on CPU).")
 @click.option("--verbose", "-v", is_flag=True, help="Log more detail.")
+@exits_on_error
 def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, resize, weights, views, epochs, patience,
          batch_size, learning_rate, dropout, hidden, l2, label_smoothing, class_weights, prior_scale, imagenet_top,
          operating_target, fine_tune_layers,
-         fine_tune_epochs, fine_tune_lr, cache_dir, strategy, ray_address, embed_engine, mixed_precision, verbose):
+         fine_tune_epochs, fine_tune_lr, cache_dir, strategy, ray_address, embedder, mixed_precision, verbose):
     """Train a classifier on DATA_DIR (one sub-folder of images per class) and write RUN_DIR.
 
     \b
@@ -58,38 +59,36 @@ def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, r
       tl-train photos/ --out runs/door --val-dir photos-val/
       tl-train photos/ --out runs/door --val-split 0.2 --image-size 160 --fine-tune-layers 30
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not verbose:
-        from tl.train.quiet import import_tensorflow
+    from tl.train.backbones import BackboneSpec
+    from tl.train.embeddings import parse_views
+    from tl.train.head import HeadConfig
+    from tl.train.inputs import check_inputs
+    from tl.train.trainer import TrainConfig
 
-        import_tensorflow()  # TensorFlow's C++ start-up notices would bury the progress bars
-    try:
-        from tl.train.backbones import BackboneSpec
-        from tl.train.embeddings import parse_views
-        from tl.train.head import HeadConfig
-        from tl.train.trainer import TrainConfig
+    cfg = TrainConfig(
+        data_dir=data_dir, out=out, val_dir=val_dir, val_split=val_split, seed=seed,
+        backbone=BackboneSpec(backbone, alpha, int(image_size), None if weights == "none" else weights),
+        resize=resize, views=parse_views(views),
+        head=HeadConfig(dropout=dropout, hidden=hidden, l2=l2, label_smoothing=label_smoothing, epochs=epochs,
+                        patience=patience, batch_size=batch_size, learning_rate=learning_rate, class_weights=class_weights,
+                        prior_scale=prior_scale),
+        operating_target=operating_target, imagenet_top=imagenet_top,
+        fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
+        cache_dir=cache_dir, strategy=strategy, mixed_precision=mixed_precision, embedder=embedder, ray=ray_address,
+    )
+    _check_numbers(cfg)
+    with cli_logging("tl-train", int(verbose), default=logging.WARNING):
+        datasets = check_inputs(cfg)  # before TensorFlow starts: a refusal is quick and leaves nothing behind
+        if not verbose:
+            from tl.train.quiet import import_tensorflow
 
-        cfg = TrainConfig(
-            data_dir=data_dir, out=out, val_dir=val_dir, val_split=val_split, seed=seed,
-            backbone=BackboneSpec(backbone, alpha, int(image_size), None if weights == "none" else weights),
-            resize=resize, views=parse_views(views),
-            head=HeadConfig(dropout=dropout, hidden=hidden, l2=l2, label_smoothing=label_smoothing, epochs=epochs,
-                            patience=patience, batch_size=batch_size, learning_rate=learning_rate, class_weights=class_weights,
-                            prior_scale=prior_scale),
-            operating_target=operating_target, imagenet_top=imagenet_top,
-            fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
-            cache_dir=cache_dir, strategy=strategy, mixed_precision=mixed_precision,
-            embed_engine=embed_engine, ray=ray_address,
-        )
-        _check_numbers(cfg)
-        run(cfg)
-    except TLError as e:
-        click.secho(f"error: {e}", fg="red", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.secho(f"interrupted: nothing was written under a final name in {out}", fg="yellow", err=True)
-        sys.exit(130)
+            import_tensorflow()  # TensorFlow's C++ start-up notices would bury the progress bars
+        try:
+            run(cfg, datasets)
+        except KeyboardInterrupt:
+            click.echo(f"tl-train: interrupted: nothing was written under a final name in {out}", err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
 
 def _check_numbers(cfg):
@@ -110,13 +109,13 @@ def _check_numbers(cfg):
         raise ConfigError(f"--operating-target {cfg.operating_target} must be a share in [0, 1), e.g. 0.01 for 1 %")
 
 
-def run(cfg):
+def run(cfg, datasets=None):
     """Trains and prints what happened and where the files are."""
     from tl.train import report
     from tl.train.trainer import train
 
     click.echo(f"tl-train: {cfg.data_dir} → {cfg.out}  ({cfg.backbone.name} α={cfg.backbone.alpha:g}, {cfg.backbone.size}px)")
-    record = train(cfg, echo=click.echo)
+    record = train(cfg, echo=click.echo, datasets=datasets)
     skipped = record["data"]["skipped"]
     if skipped:
         click.secho(f"{len(skipped)} file(s) skipped (listed in train.json):", fg="yellow")

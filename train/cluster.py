@@ -128,7 +128,7 @@ class RayEmbedder:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         gpus = int(ray.cluster_resources().get("GPU", 0))
         self.nodes = len(nodes)
-        self.actor_engine = "tensorflow" if gpus or self.engine.name == "tensorflow" else "litert"
+        self.actor_engine = "tf" if gpus or self.engine.name == "tf" else "litert"
         self.actors = gpus or self.nodes
         self.gpus = gpus
         return self

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import hashlib
 import itertools
+import logging
 import os
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from tl.device.data import atomic
 from tl.device.data.dataset import Skipped
 from tl.device.errors import ConfigError, ImageError
 from tl.device.model.contract import prepare_image
-from tl.device.model.image import decode_image
+from tl.device.model.image import check_header, decode_image, read_bytes
+
+log = logging.getLogger(__name__)
 
 VIEWS = ("orig", "flip", "crop", "ir", "small")
 CROP_FRACTION = 0.8  # the "crop" view zooms in on the central 80 % (a mild scale augmentation)
@@ -91,13 +94,36 @@ class EmbeddingCache:
 
     Files that failed to decode are remembered too (ROOT/unreadable/<sha>.txt holds the reason),
     so a warm run reports them without decoding again. Writes are atomic, so concurrent or
-    interrupted runs never leave a half-written entry.
+    interrupted runs never leave a half-written entry. A cache that cannot be written (read-only,
+    disk full) is still read; new entries are then not kept, with one warning.
+
+    Attributes:
+      writable: False once a write failed or `check_writable` found the folder read-only.
+      problem: why it is not writable (None while it is).
     """
 
     def __init__(self, root, key):
         self.root = Path(root)
         self.dir = self.root / "embeddings" / key
         self.bad_dir = self.root / "unreadable"
+        self.writable = True
+        self.problem = None
+
+    def check_writable(self):
+        """Proves an entry can be written; else marks the cache read-only. Returns `writable`."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with atomic.atomic_path(self.dir / "probe"):
+                pass
+            (self.dir / "probe").unlink()
+        except OSError as e:
+            self._give_up(e)
+        return self.writable
+
+    def _give_up(self, err):
+        self.writable = False
+        self.problem = f"embedding cache {self.root} is not writable ({getattr(err, 'strerror', None) or err})"
+        log.warning("%s; embeddings are computed without being kept (--cache-dir DIR chooses another)", self.problem)
 
     def _path(self, digest, view):
         return self.dir / digest[:2] / f"{digest}.{view}.npy"
@@ -110,18 +136,30 @@ class EmbeddingCache:
             return None  # missing or damaged: recompute
 
     def put(self, digest, view, vector):
+        if not self.writable:
+            return
         path = self._path(digest, view)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic.atomic_path(path) as tmp:
-            np.save(tmp, vector.astype(np.float32), allow_pickle=False)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic.atomic_path(path) as tmp:
+                np.save(tmp, vector.astype(np.float32), allow_pickle=False)
+        except OSError as e:  # OutputError included: full or read-only disk; training goes on without
+            self._give_up(e)
 
     def get_bad(self, digest):
-        path = self.bad_dir / f"{digest}.txt"
-        return path.read_text(encoding="utf-8") if path.is_file() else None
+        try:
+            return (self.bad_dir / f"{digest}.txt").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def put_bad(self, digest, reason):
-        self.bad_dir.mkdir(parents=True, exist_ok=True)
-        atomic.write_text(self.bad_dir / f"{digest}.txt", reason)
+        if not self.writable:
+            return
+        try:
+            self.bad_dir.mkdir(parents=True, exist_ok=True)
+            atomic.write_text(self.bad_dir / f"{digest}.txt", reason)
+        except OSError as e:
+            self._give_up(e)
 
 
 @dataclasses.dataclass
@@ -153,12 +191,15 @@ class Todo:
 
 
 def file_digest(path):
-    """The SHA-256 of a file's bytes, read in 1 MiB blocks (never the whole file at once)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Reads a sample and checks its header; returns its content hash (the bytes are not kept).
+
+    Raises:
+      ImageError: a file that is no image within the pixel limit. The header is checked before the
+        cache is asked: the pixel limit can change between runs, so its verdict is never cached.
+    """
+    data = read_bytes(path)
+    check_header(data, str(path))
+    return hashlib.sha256(data).hexdigest()
 
 
 def decode_views(path, digest, views, spec):
@@ -168,9 +209,9 @@ def decode_views(path, digest, views, spec):
     the old content's hash.
     """
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return f"cannot read ({e.strerror})"
+        data = read_bytes(path)
+    except ImageError as e:
+        return e.reason
     if hashlib.sha256(data).hexdigest() != digest:
         return "changed while tl-train was reading it; run again"
     try:
@@ -214,8 +255,8 @@ def lookup(samples, views, cache):
     for i, s in enumerate(samples):
         try:
             digest = file_digest(s.path)
-        except OSError as e:
-            skipped.append(Skipped(str(s.path), f"cannot read ({e.strerror})"))
+        except ImageError as e:
+            skipped.append(Skipped(str(s.path), e.reason))
             continue
         bad = cache.get_bad(digest)
         if bad is not None:

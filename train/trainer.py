@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from tl.device.data import atomic
-from tl.device.data.dataset import scan_folder
 from tl.device.data.metrics import classification_report
 from tl.device.errors import DataError
 from tl.device.model.contract import InputSpec
@@ -20,6 +19,7 @@ from tl.train import calibration as cal
 from tl.train.backbones import BackboneSpec, build_backbone
 from tl.train.embeddings import embed_samples, view_image
 from tl.train.head import HeadConfig, build_head, epoch_bar, fold_temperature, train_head
+from tl.train.inputs import check_inputs
 from tl.train.litert_embed import setup_embedding
 from tl.train.split import stratified_split
 
@@ -45,7 +45,7 @@ class TrainConfig:
     cache_dir: Path = None
     strategy: str = "auto"
     mixed_precision: bool = False
-    embed_engine: str = "auto"
+    embedder: str = "auto"
     ray: str = None
     operating_target: float = cal.DEFAULT_TARGET
     imagenet_top: Path = None
@@ -53,22 +53,6 @@ class TrainConfig:
     def to_json(self):
         d = dataclasses.asdict(self)
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
-
-
-def load_data(cfg):
-    """Scans the training folder (and the validation folder), checking the classes line up."""
-    train = scan_folder(cfg.data_dir, what="DATA_DIR")
-    if len(train.classes) < 2:
-        raise DataError(f"DATA_DIR {cfg.data_dir} has one class ({train.classes[0]}); a classifier needs at least 2 class folders")
-    val = None
-    if cfg.val_dir is not None:
-        val = scan_folder(cfg.val_dir, classes=train.classes, what="--val-dir")
-        if val.unknown_classes:
-            raise DataError(
-                f"--val-dir {cfg.val_dir} has class folder(s) {', '.join(val.unknown_classes)} that DATA_DIR "
-                f"lacks (classes: {', '.join(train.classes)}); rename or remove them"
-            )
-    return train, val
 
 
 def _usable(dataset, embedded, what, every_class=True):
@@ -170,16 +154,22 @@ def embed_data(cfg, train_set, val_set, extract, spec, cache, compute=None):
     )
 
 
-def train(cfg, echo=print):
-    """Runs a whole training and writes RUN_DIR; returns the train.json record."""
+def train(cfg, echo=print, datasets=None):
+    """Runs a whole training and writes RUN_DIR; returns the train.json record.
+
+    Args:
+      cfg: the TrainConfig.
+      echo: prints a line.
+      datasets: (train, val) from `check_inputs`, when the caller has checked them already.
+    """
     import keras
 
     from tl.train.distribute import make_strategy, set_mixed_precision
 
     t0 = time.perf_counter()
     timings = {}
-    atomic.check_writable(cfg.out)
-    train_set, val_set = load_data(cfg)
+    # Every input is checked before RUN_DIR is made: a refused run leaves no empty folder behind.
+    train_set, val_set = datasets or check_inputs(cfg)
     labels = train_set.classes
     spec = InputSpec(cfg.backbone.size, cfg.backbone.size, resize=cfg.resize)
     keras.utils.set_random_seed(cfg.seed)
@@ -188,6 +178,7 @@ def train(cfg, echo=print):
     with strategy.scope():
         features = build_backbone(cfg.backbone)
     engine, extract, cache = setup_embedding(cfg, features, mixed)
+    cache.check_writable()  # a read-only cache is read, with one warning, and not extended
     dim = features.output_shape[-1]
     timings["setup_s"] = time.perf_counter() - t0
 
@@ -318,7 +309,7 @@ def make_record(cfg, labels, spec, dim, data, cache, metrics, phases, strategy, 
             "val_counts": _counts(labels, data.y_val),
             "views": list(cfg.views),
             "skipped": [dataclasses.asdict(s) for s in data.skipped],
-            "cache": {"dir": str(cache.dir), "hits": data.hits, "misses": data.misses},
+            "cache": {"dir": str(cache.dir), "hits": data.hits, "misses": data.misses, "writable": cache.writable},
         },
         "metrics": metrics,
         "history": {name: {k: [round(float(v), 5) for v in vals] for k, vals in h.items()} for name, h in phases},
@@ -330,7 +321,7 @@ def make_record(cfg, labels, spec, dim, data, cache, metrics, phases, strategy, 
 
 def write_run(out, model, labels, phases, record, timings, t0):
     """Writes the RUN_DIR files, each atomically; train.json last, with the final timings."""
-    out = Path(out)
+    out = atomic.check_writable(out)  # made only now, with everything to put in it
     t = time.perf_counter()
     with atomic.atomic_path(out / artifacts.MODEL, suffix=".keras") as tmp:
         model.save(tmp)

@@ -11,6 +11,14 @@ V2_NO_TOP = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{size}_no_t
 TOP_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
 
 
+def imagenet_file_name(backbone, alpha, size):
+    """The no-top ImageNet weights file Keras looks for in its cache for a backbone, width and size."""
+    if backbone == "mobilenet_v2":
+        return V2_NO_TOP.format(alpha=float(alpha), size=size if size in V2_SIZES else 224)
+    kind = backbone.rsplit("_", 1)[-1]  # mobilenet_v3_small -> small
+    return f"weights_mobilenet_v3_{kind}_224_{float(alpha)}_float_no_top_v2.h5"
+
+
 def keras_cache_dir():
     """Returns the folder Keras downloads weights into ($KERAS_HOME/models or ~/.keras/models)."""
     home = os.environ.get("KERAS_HOME")

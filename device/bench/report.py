@@ -8,6 +8,8 @@ import dataclasses
 
 from tl.device.data import atomic
 
+SKIPPED_SHOWN = 10  # skipped --data files listed in the terminal table (JSON and Markdown list all)
+
 
 @dataclasses.dataclass
 class Report:
@@ -36,13 +38,18 @@ class Report:
         return ", ".join(names) or "none (built-in CPU kernels)"
 
     def header_lines(self):
-        """Where and how the figures were taken: machine, runtime + delegate, settings."""
+        """Where and how the figures were taken: machine, runtime + delegate, settings, data."""
         s = self.settings
-        return [
+        lines = [
             f"machine: {self.machine_line}",
             f"runtime: {self.runtime} · delegate: {self.delegates()}",
             f"{s['runs']} timed runs after {s['warmup']} warm-up, {s['rounds']} round(s) interleaved · {self.created}",
         ]
+        if self.data:
+            d = self.data
+            skipped = f", {len(d['skipped'])} file(s) skipped (listed below)" if d.get("skipped") else ""
+            lines.append(f"data: {d['root']}: {d['images']} images, classes {', '.join(d['classes'])}{skipped}")
+        return lines
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -125,6 +132,8 @@ def format_table(report):
     lines += ["", "latency columns in ms (invoke only, after warm-up); spread: max − min of the per-round medians; "
               "×first: median ÷ first model's median"]
     lines += _recall_lines(report)
+    skipped = skipped_lines(report)
+    lines += ([""] + skipped) if skipped else []
     return "\n".join(lines)
 
 
@@ -135,17 +144,23 @@ def _recall_lines(report):
             seen.add(row.model)
             recall = " · ".join(f"{c} {v:.3f}" for c, v in row.recall.items())
             lines.append(f"recall {row.name}: {recall}")
-        if row.ok and row.skipped and row.model not in seen:
-            lines.append(f"{row.name}: {len(row.skipped)} image(s) skipped (not decodable)")
     return ([""] + lines) if lines else []
+
+
+def skipped_lines(report, most=SKIPPED_SHOWN):
+    """The --data files left out, with the reason; the first `most` of them (None: all)."""
+    skipped = (report.data or {}).get("skipped") or []
+    shown = skipped if most is None else skipped[:most]
+    lines = [f"skipped {path}: {reason}" for path, reason in shown]
+    if len(skipped) > len(shown):
+        lines.append(f"… and {len(skipped) - len(shown)} more (all of them in --json and --markdown)")
+    return lines
 
 
 def format_markdown(report):
     """The Markdown report: header, the table, then per-class recall and confusion per model."""
     headers, body = _cells(report)
     out = ["# tl-bench", "", *(f"- {h}" for h in report.header_lines())]
-    if report.data:
-        out.append(f"- data: `{report.data['root']}`, {report.data['images']} images, classes {', '.join(report.data['classes'])}")
     out += ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     for cells in body:
         cells = cells + [""] * (len(headers) - len(cells))
@@ -155,6 +170,8 @@ def format_markdown(report):
             "×first = median ÷ the first model's median at the same threads; RSS MB = peak resident memory of the "
             "process that ran the model (in brackets: the growth from loading and running it)."]
     out += _markdown_confusions(report)
+    skipped = skipped_lines(report, most=None)
+    out += (["", "## Skipped --data files", ""] + [f"- {line}" for line in skipped]) if skipped else []
     return "\n".join(out) + "\n"
 
 

@@ -2,7 +2,7 @@
 
 import click
 
-from tl.device.cli.common import exits_on_error
+from tl.device.cli.common import CONTEXT_SETTINGS, exit_codes, exits_on_error
 from tl.device.errors import ConfigError
 
 EPILOG = """\b
@@ -12,10 +12,10 @@ Examples:
   tl-device enroll --gallery gallery.npz --list
   tl-device enroll --gallery gallery.npz --remove rex
 Then: tl-device run ... --gallery gallery.npz --require-identity rex
-"""
+""" + exit_codes()
 
 
-@click.command("enroll", epilog=EPILOG)
+@click.command("enroll", epilog=EPILOG, context_settings=CONTEXT_SETTINGS)
 @click.argument("photos", nargs=-1, type=click.Path())
 @click.option("--gallery", required=True, type=click.Path(dir_okay=False),
               help="the gallery file (.npz): created, or extended; written atomically")
@@ -33,8 +33,8 @@ def enroll(photos, gallery, model, name, threshold, max_frames, threads, list_, 
     """Enrol a pet from PHOTOS (image files, folders of them, or videos) into a gallery.
 
     Prints the similarity of each photo to the others' prototype and a suggested threshold.
-    Exit code 2 on bad input (no usable image, a gallery from another embedder, a bad name, a
-    missing gallery for --list/--remove); the gallery is then left as it was.
+    Bad input (no usable image, a gallery from another embedder, a bad name, a missing gallery
+    for --list/--remove) exits 2 and leaves the gallery as it was.
     """
     if list_ or remove:
         _manage(gallery, list_, remove, photos, name)

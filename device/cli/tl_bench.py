@@ -8,7 +8,6 @@ import dataclasses
 import datetime
 import importlib.util
 import logging
-import sys
 from pathlib import Path
 
 import click
@@ -17,7 +16,7 @@ from tl.device.bench.jobs import run_rounds
 from tl.device.bench.plot import check_plotting, write_plot
 from tl.device.bench.report import Report, format_table, write_json, write_markdown
 from tl.device.bench.results import Row, add_accuracy, add_comparisons, build_row
-from tl.device.cli.common import exits_on_error
+from tl.device.cli.common import CONTEXT_SETTINGS, EXIT_INPUT, cli_logging, exit_codes, exits_on_error, fail
 from tl.device.data import atomic
 from tl.device.data.dataset import scan_folder
 from tl.device.data.sysinfo import cores, machine_info, machine_line
@@ -106,9 +105,25 @@ def _tflite_labels(path, labels_path):
 def scan_data(data):
     """Lists the --data images as (path, class name) pairs, refusing an empty folder."""
     dataset = scan_folder(data, what="--data")
-    for s in dataset.skipped:
-        log.info("skipped %s: %s", s.path, s.reason)
     return dataset, [(str(s.path), dataset.classes[s.label]) for s in dataset.samples]
+
+
+def data_summary(root, dataset, samples, rows):
+    """--data as measured: the images classified (the accuracy denominator) and every file left out.
+
+    Files the scan passed over (hidden, outside a class folder) and files no worker could decode
+    (corrupt, too large, too small) are both listed, with the reason; decoding does not depend on
+    the model, so the first measured row's list stands for all.
+    """
+    measured = [r for r in rows if r.ok and r.predictions is not None]
+    undecodable = [list(s) for s in measured[0].skipped] if measured else []
+    bad = {path for path, _ in undecodable}
+    kept = [c for path, c in samples if path not in bad]
+    return {
+        "root": str(root), "classes": dataset.classes, "files": len(samples) + len(dataset.skipped),
+        "images": len(kept), "counts": {c: kept.count(c) for c in dataset.classes},
+        "skipped": [[s.path, s.reason] for s in dataset.skipped] + undecodable,
+    }
 
 
 def check_labels(subjects, classes, root):
@@ -169,8 +184,7 @@ def benchmark(models, threads, runs=200, warmup=20, data=None, labels=None, roun
         machine=machine_info(), machine_line=machine_line(), runtime=_runtime_name(),
         settings={"runs": runs, "warmup": warmup, "threads": threads, "rounds": rounds,
                   "edgetpu": edgetpu, "data": str(data) if data else None},
-        data={"root": str(data), "classes": dataset.classes, "images": len(samples), "counts": dataset.counts()}
-        if dataset else None,
+        data=data_summary(data, dataset, samples, rows) if dataset else None,
         rows=rows,
     )
 
@@ -204,7 +218,7 @@ def _check_outputs(*paths):
             atomic.check_writable(Path(p).resolve().parent)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("tl-bench", context_settings=CONTEXT_SETTINGS, epilog=exit_codes())
 @click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), help="class-per-folder images: accuracy, agreement, end-to-end img/s")
 @click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), help="labels file for models that carry none")
@@ -230,10 +244,14 @@ def main(models, data, labels, threads, runs, warmup, rounds, edgetpu, json_out,
       tl-bench RUN/model_float32.tflite RUN/model_int8.tflite \\
         --data pets/val --threads 1,2 --plot bench.png
 
-    Exit code 2: bad options, empty --data, labels that do not match --data.
+    Bad options, empty --data, labels that do not match --data, or no model that could be
+    measured exit 2.
     """
-    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    with cli_logging("tl-bench", verbose, default=logging.WARNING):
+        _bench(models, data, labels, threads, runs, warmup, rounds, edgetpu, json_out, markdown, plot)
+
+
+def _bench(models, data, labels, threads, runs, warmup, rounds, edgetpu, json_out, markdown, plot):
     _check_outputs(json_out, markdown, plot)
     if plot:
         check_plotting()  # before the run, not after minutes of measuring
@@ -244,8 +262,7 @@ def main(models, data, labels, threads, runs, warmup, rounds, edgetpu, json_out,
             writer(path, report)
             click.echo(f"wrote {path}")
     if not any(r.ok for r in report.rows):
-        click.echo("error: no model could be measured (see the failed rows)", err=True)
-        sys.exit(2)
+        fail("no model could be measured (see the failed rows)", EXIT_INPUT)
 
 
 if __name__ == "__main__":

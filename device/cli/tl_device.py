@@ -1,30 +1,35 @@
 """tl-device: classify images with a model, run the pet-door daemon, check a door config."""
 
 import logging
+import os
 import signal
 import sys
-from pathlib import Path
 
 import click
 
 from tl.device import __version__
-from tl.device.cli.common import exits_on_error
+from tl.device.cli.common import CONTEXT_SETTINGS, EXIT_INPUT, cli_logging, echo_error, exit_codes, exits_on_error
 from tl.device.cli.enroll import enroll as enroll_command
-from tl.device.door import config
+from tl.device.cli.score import make_command as make_score_command
+from tl.device.door import config, schema
 from tl.device.errors import TLError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group("tl-device", context_settings=CONTEXT_SETTINGS, epilog=exit_codes())
 @click.option("-v", "--verbose", count=True, help="more logging (-vv: debug)")
 @click.option("-q", "--quiet", is_flag=True, help="warnings and errors only")
 @click.version_option(__version__, prog_name="tl-device")
-def main(verbose, quiet):
+@click.pass_context
+def main(ctx, verbose, quiet):
     """Run tl-edge models on a device: classify images, or run the pet door."""
-    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The daemon's log is its output (info by default); the other commands print what they found
+    # and log warnings only, unless -v. journald stamps each line itself; in a terminal they carry the time.
+    daemon = ctx.invoked_subcommand == "run"
+    ctx.with_resource(cli_logging("tl-device", verbose, quiet, default=logging.INFO if daemon else logging.WARNING,
+                                  timestamps=daemon and "JOURNAL_STREAM" not in os.environ))
 
 
-@main.command()
+@main.command(epilog=exit_codes())
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(1), help="classes shown per image")
@@ -52,7 +57,7 @@ def classify(model, images, top_k, labels, threads, edgetpu):
         try:
             rgb = load_image(path)
         except TLError as e:
-            click.echo(f"error: {e}", err=True)
+            echo_error(str(e))
             failed += 1
             continue
         scores = classifier.classify_image(rgb)
@@ -64,25 +69,52 @@ def classify(model, images, top_k, labels, threads, edgetpu):
             click.echo(f"  {'UNKNOWN' if check.unknown else 'known'}: {check.label} {openset.method} "
                        f"{check.value:.3f} ({'above' if check.value > check.limit else 'below'} {check.limit:.3f})")
     if failed:
-        sys.exit(2)
+        sys.exit(EXIT_INPUT)
 
 
 def _config_options(func):
-    """Adds one CLI option per RunConfig field (so every option has its TOML twin by construction)."""
-    for name, field in reversed(list(config.FIELDS.items())):
-        if not field.metadata["cli"]:
+    """Adds one `run` option per config field (so every option has its TOML twin by construction).
+
+    Values stay strings here: the config validates them, with the same rules as the TOML file's.
+    """
+    for name, field in reversed(list(schema.FIELDS.items())):
+        extra = field.json_schema_extra
+        if not extra["cli"]:
             continue  # TOML/environment only (secrets)
-        extra = dict(field.metadata["click"])
-        flag = extra.pop("flag", "--" + name.replace("_", "-"))
-        default = field.default if not extra.get("multiple") and "/" not in flag else None
-        if isinstance(default, tuple):
-            default = field.metadata["sep"].join(map(str, default))
-        shown = f" [default: {default}]" if default is not None else ""
-        func = click.option(flag, name, default=None, help=field.metadata["help"] + shown, **extra)(func)
+        flag = extra["flag"] or "--" + name.replace("_", "-")
+        default = extra["show"] if extra["show"] is not None else field.get_default(call_default_factory=True)
+        notes = [schema.bounds_text(field)]
+        if default not in (None, (), {}) and "/" not in flag:
+            notes.append(f"default: {default}")
+        shown = "; ".join(n for n in notes if n)
+        click_extra = {"multiple": True} if extra["multiple"] else {}
+        click_extra["metavar"] = extra["metavar"] or _METAVARS.get(_base_type(field.annotation), "TEXT")
+        if "/" in flag:
+            click_extra["default"] = None
+        help_text = field.description + (f" [{shown}]" if shown else "")
+        func = click.option(flag, name, help=help_text, **click_extra)(func)
     return func
 
 
-@main.command()
+_METAVARS = {float: "NUMBER", int: "INTEGER"}
+
+
+def _base_type(annotation):
+    """float for `float` and `float | None`."""
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    return args[0] if len(args) == 1 else annotation
+
+
+RUN_EPILOG = f"""\b
+Examples:
+  tl-device run --config door.toml
+  tl-device run --model model_int8.tflite --source porch.mp4 --allow dog --events events.jsonl
+  tl-device check-config door.toml
+{exit_codes()}
+"""
+
+
+@main.command(epilog=RUN_EPILOG)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file with any of these options")
 @click.option("--check-config", is_flag=True, help="validate the options (and the model's classes) and exit")
 @_config_options
@@ -91,7 +123,9 @@ def run(config_file, check_config, **options):
     """Run the pet door: camera (or replay) -> model -> door policy -> door, events and snapshots.
 
     Every option can also be set in a TOML file given with --config; options on the command line
-    win. SIGINT/SIGTERM stop it with the door closed. Exit code 2: refused config, model or source.
+    win. Before the camera opens, the same checks as check-config run: every range, the class
+    names against the model's labels, a source that exists, writable events and snapshot folders.
+    SIGINT/SIGTERM stop it with the door closed.
     """
     cli = {k: (v if v != () else None) for k, v in options.items()}
     cfg = config.load_config(config_file, cli)
@@ -108,27 +142,31 @@ def run(config_file, check_config, **options):
     run_door(cfg, stop, observers=open_reporters)
 
 
-@main.command("check-config")
+@main.command("check-config", epilog=exit_codes())
 @click.argument("config_file", type=click.Path(dir_okay=False))
 @exits_on_error
 def check_config_command(config_file):
-    """Validate a door TOML file (and, if its model is there, the class names) and exit."""
+    """Validate a door TOML file exactly as `run` does before it opens the camera, and exit.
+
+    Every key and range; the class names against the model's labels; a source file that exists
+    (camera names excepted); model, labels and gallery files; writable events and snapshot
+    folders. A problem is one line naming the file and the key, and exit code 2.
+    """
     click.echo(_checked(config.load_config(config_file), config_file))
 
 
 def _checked(cfg, where):
     from tl.device.model.metadata import read_model_info
 
-    config.require_run(cfg)
-    if not Path(cfg.model).is_file():
-        return f"{where}: options OK; model {cfg.model} not found here, so class names were not checked"
-    labels = read_model_info(cfg.model, cfg.labels).labels
-    pc = config.policy_config(cfg, labels)
+    pc = config.check_run(cfg)
+    info = read_model_info(cfg.model, cfg.labels)
+    thresholds = config.thresholds_in_force(cfg, info.labels, info.operating_points)[2]
     return (f"{where}: OK: allow {pc.names(pc.allow)}; deny {pc.names(pc.deny)}; ignore {pc.names(pc.ignore)}; "
-            f"votes {pc.votes}/{pc.window}; threshold {cfg.threshold:.2f}; door {cfg.door}")
+            f"votes {pc.votes}/{pc.window}; {thresholds}; door {cfg.door}")
 
 
 main.add_command(enroll_command)
+main.add_command(make_score_command(_config_options))
 
 if __name__ == "__main__":
     main()

@@ -62,13 +62,14 @@ def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
 
 
-def check_writable(folder, mode=0o777):
+def check_writable(folder, mode=0o777, option="--out"):
     """Creates `folder` if needed and proves a file can be written there.
 
     Args:
       folder: the folder.
       mode: the mode of a folder created here, before the umask (PRIVATE_DIR for a door's records);
         an existing folder keeps its own.
+      option: the option that chose it, named in the message.
 
     Raises:
       OutputError: naming the folder, when it cannot be created or written.
@@ -80,9 +81,30 @@ def check_writable(folder, mode=0o777):
             pass
     except OSError as e:
         raise OutputError(
-            f"output folder {folder} is not writable ({e.strerror}); choose another with --out"
+            f"output folder {folder} is not writable ({e.strerror}); choose another with {option}"
         ) from e
     return folder
+
+
+def check_creatable(folder, option="--out"):
+    """Proves `folder` could be created and written, without creating anything.
+
+    For refusing an output folder before a long run, while leaving no empty folder behind
+    when the run is refused for another reason (`check_writable` creates it when it is time).
+
+    Raises:
+      OutputError: naming the folder, when it is a file or its nearest existing parent is not writable.
+    """
+    folder = Path(folder).absolute()
+    if folder.is_dir():
+        return check_writable(folder, option=option)
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent != folder and parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+        return folder
+    why = "it is a file" if parent == folder else f"cannot be created in {parent}"
+    raise OutputError(f"output folder {folder} is not writable ({why}); choose another with {option}")
 
 
 def _umask():

@@ -1,17 +1,24 @@
-"""The daemon's options: one typed, strict definition that both the TOML file and the CLI use.
+"""The daemon's options, validated once: the TOML file and the `tl-device run` flags meet here, flags win.
 
-Every field of RunConfig is a TOML key and a `tl-device run` option (`open_seconds` is
-`--open-seconds`); the CLI overrides the file. Unknown keys are errors that name the key.
+The fields, their bounds and help live in `tl.device.door.schema` (one pydantic model per concern).
+This module reads a TOML file, validates each layer (file, command line) against those fields,
+merges them, and checks what needs more than one key. `require_run` then checks what `run` needs
+before it touches the hardware (a model, a source that exists, writable outputs), and
+`policy_config`/`check_model` check the class names against the model's labels. `tl-device
+check-config` runs exactly these; every message names the file (or the command line) and the key.
 """
 
 import dataclasses
 import difflib
-import re
+import tempfile
 from pathlib import Path
 
-from tl.device.door.policy import check_numbers, make_policy_config
-from tl.device.errors import ConfigError
-from tl.device.hw.doors import DOOR_KINDS, check_angles
+from pydantic import ValidationError
+
+from tl.device.door import schema
+from tl.device.door.policy import make_policy_config
+from tl.device.errors import ConfigError, ModelError, OutputError
+from tl.device.hw.sources import classify_source
 
 try:
     import tomllib
@@ -21,220 +28,82 @@ except ModuleNotFoundError:  # Python 3.10: the same parser is the tomli package
     except ModuleNotFoundError:
         tomllib = None
 
+FIELDS = schema.FIELDS
 # Keys naming files; relative values in a TOML file are relative to the file's folder.
 PATH_KEYS = ("model", "labels", "events", "snapshots", "gallery")
+ROLES = ("allow", "deny", "ignore")
+_TYPE_WORDS = {
+    "float_type": "expected a number", "float_parsing": "expected a number",
+    "int_type": "expected a whole number", "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number", "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false", "string_type": "expected a string",
+    "finite_number": "expected a finite number",
+}
 
 
-def _fail(key, value, expected):
-    raise ConfigError(f"{key} = {value!r}: expected {expected}")
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Where a value came from: a TOML file, the command line, or the caller (`build_config`)."""
+
+    where: str
+    cli: bool = False
+
+    def name(self, key):
+        """The key as the user wrote it: `open_seconds` in a file, `--open-seconds` on the command line."""
+        return flag_of(key) if self.cli else key
+
+    def describe(self, key, value):
+        """`door.toml: fps = 0` or `command line: --fps 0`, for messages."""
+        if self.cli:
+            shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            return f"{self.where}: {self.name(key)} {shown}"
+        return f"{self.where}: {key} = {value!r}"
 
 
-def _number(key, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        _fail(key, value, "a number")
-    return float(value)
+COMMAND_LINE = Origin("command line", cli=True)
+OPTIONS = Origin("options")
+DEFAULT = Origin("default")
 
 
-def _integer(key, value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(key, value, "a whole number")
-    return value
+def flag_of(key):
+    """The `tl-device run` flag of a key (`thresholds` is --class-threshold)."""
+    flag = FIELDS[key].json_schema_extra["flag"] or "--" + key.replace("_", "-")
+    return flag.split("/")[0]
 
 
-def _boolean(key, value):
-    if not isinstance(value, bool):
-        _fail(key, value, "true or false")
-    return value
-
-
-def _text(key, value):
-    if not isinstance(value, str) or not value.strip():
-        _fail(key, value, "a non-empty string")
-    return value.strip()
-
-
-def _names(key, value):
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        _fail(key, value, "a list of class names, e.g. [\"dog\"]")
-    return tuple(value)
-
-
-def _ints(key, value, count, separator, example):
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(separator)]
-        if not all(re.fullmatch(r"-?\d+", p) for p in parts):
-            _fail(key, value, f"{count} whole numbers, e.g. {example!r}")
-        value = [int(p) for p in parts]
-    if not isinstance(value, (list, tuple)) or len(value) != count or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value):
-        _fail(key, value, f"{count} whole numbers, e.g. {example!r}")
-    return tuple(value)
-
-
-def _votes(key, value):
-    return _ints(key, value, 2, "/", "3/5")
-
-
-def _roi(key, value):
-    return _ints(key, value, 4, ",", "120,40,400,400")
-
-
-def _size(key, value):
-    return _ints(key, value, 2, "x", "640x480")
-
-
-def _thresholds(key, value):
-    if isinstance(value, (list, tuple)):  # from the CLI: NAME=VALUE strings
-        pairs = {}
-        for item in value:
-            name, sep, number = str(item).rpartition("=")
-            try:
-                pairs[name] = float(number)
-            except ValueError:
-                sep = ""
-            if not sep or not name:
-                _fail("--class-threshold", item, "CLASS=VALUE, e.g. other=0.6")
-        value = pairs
-    if not isinstance(value, dict):
-        _fail(key, value, "a table of class = threshold")
-    return {str(k): _number(f"{key}.{k}", v) for k, v in value.items()}
-
-
-def _door(key, value):
-    if value not in DOOR_KINDS:
-        _fail(key, value, f"one of {', '.join(DOOR_KINDS)}")
-    return value
-
-
-def _pin(key, value):
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return _text(key, value)  # gpiozero pin names: "GPIO17", "BOARD11"
-
-
-def _fraction(key, value):
-    value = _number(key, value)
-    if not 0.0 < value <= 1.0:
-        _fail(key, value, "a share of the region, more than 0 and at most 1 (0.01 = 1 %)")
-    return value
-
-
-def _grey_level(key, value):
-    value = _integer(key, value)
-    if not 1 <= value <= 255:
-        _fail(key, value, "a grey-level difference, 1..255")
-    return value
-
-
-def _seconds(key, value):
-    value = _number(key, value)
-    if value <= 0:
-        _fail(key, value, "a number of seconds more than 0")
-    return value
-
-
-def _address(key, value):
-    """HOST:PORT, HOST or PORT -> (host or None, port or None); the user of the value fills the gaps."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    text = _text(key, value)
-    host, sep, port = text.rpartition(":") if not text.isdigit() else ("", ":", text)
-    if not sep:
-        host, port = text, ""
-    host = host.strip("[]") or None  # [::1]:8080
-    if (port and not (port.isdigit() and 0 < int(port) < 65536)) or (host and " " in host):
-        _fail(key, value, "HOST:PORT, e.g. 127.0.0.1:8080")
-    return host, int(port) if port else None
-
-
-def _topic(key, value):
-    text = _text(key, value)
-    if any(c in text for c in "#+\0") or text.startswith("/") or text.endswith("/"):
-        _fail(key, value, "an MQTT topic without wildcards or a leading/trailing /, e.g. tl-edge/door")
-    return text
-
-
-def _opt(default, parse, help, factory=None, sep=None, cli=True, **click):
-    # sep: how a tuple default is written on the command line ("3/5"), for --help.
-    # cli=False: a TOML-only key (secrets: command lines are visible to every user in ps).
-    metadata = {"parse": parse, "help": help, "click": click, "sep": sep, "cli": cli}
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
-
-
-@dataclasses.dataclass
 class RunConfig:
-    """Everything `tl-device run` needs; each field is a TOML key and a CLI option."""
+    """A validated configuration: a flat, read-only view (`cfg.fps`, `cfg.allow`) over the per-concern models.
 
-    model: str = _opt(None, _text, "the .tflite model (labels and input size travel inside it)", metavar="FILE")
-    labels: str = _opt(None, _text, "labels file, for a model that carries none (one label per line)",
-                       metavar="FILE")
-    source: str = _opt(None, _text, "picamera, a camera index, a video file, an rtsp:// URL or a folder of frames",
-                       metavar="SRC")
-    fps: float = _opt(10.0, _number, "frames per second: a folder's frame rate, a cap for videos and cameras",
-                      type=float)
-    realtime: bool = _opt(None, _boolean, "replay at the source's own pace (default: live sources yes, replays no)",
-                          flag="--realtime/--no-realtime")
-    capture: tuple = _opt((640, 480), _size, "frame size asked of live cameras", metavar="WxH", sep="x")
-    roi: tuple = _opt(None, _roi, "region of interest (frame pixels) that the model sees", metavar="X,Y,W,H")
-    threads: int = _opt(None, _integer, "CPU threads for the interpreter", type=int)
-    edgetpu: bool = _opt(None, _boolean, "use the Edge TPU (default: for *_edgetpu.tflite)",
-                         flag="--edgetpu/--no-edgetpu")
-    allow: tuple = _opt((), _names, "class that opens the door (repeat for several)", multiple=True, metavar="CLASS")
-    deny: tuple = _opt(None, _names, "class that locks the door (default: every class neither allowed nor ignored)",
-                       multiple=True, metavar="CLASS")
-    ignore: tuple = _opt(None, _names, "class that neither opens nor locks (default: background, if the model has it)",
-                         multiple=True, metavar="CLASS")
-    threshold: float = _opt(0.8, _number, "score a class must reach to count, 0..1", type=float)
-    thresholds: dict = _opt(None, _thresholds, "per-class threshold (repeat); TOML: a [thresholds] table",
-                            factory=dict, flag="--class-threshold", multiple=True, metavar="CLASS=VALUE")
-    votes: tuple = _opt((3, 5), _votes, "open when an allowed class wins K of the last N frames", metavar="K/N",
-                        sep="/")
-    open_seconds: float = _opt(10.0, _number, "seconds the door stays open after the last allowed frame", type=float)
-    lockout_seconds: float = _opt(30.0, _number, "seconds the door stays locked after a denied class", type=float)
-    openset: bool = _opt(None, _boolean, "frames unlike every training class are unknown: they never open the door "
-                         "(default: on when the model carries open-set statistics)", flag="--openset/--no-openset")
-    openset_quantile: float = _opt(None, _number, "share of known images an open-set class radius keeps, 0.9..1 "
-                                   "(default: the model's, 0.98)", type=float)
-    gallery: str = _opt(None, _text, "gallery of enrolled pets (from tl-device enroll)", metavar="FILE")
-    require_identity: tuple = _opt(None, _names, "open only for this enrolled pet (repeat for several)",
-                                   multiple=True, metavar="NAME")
-    identity_threshold: float = _opt(None, _number, "similarity a frame needs to count as the pet "
-                                     "(default: the one chosen at enrolment)", type=float)
-    door: str = _opt("none", _door, "relay, servo, mock (gpiozero mock pins) or none (log only)",
-                     metavar="KIND")
-    pin: int = _opt(17, _pin, "GPIO pin of the relay or servo (BCM number or gpiozero name)", metavar="PIN")
-    active_low: bool = _opt(False, _boolean, "the relay board switches on a low input",
-                            flag="--active-low/--active-high")
-    open_angle: float = _opt(90.0, _number, "servo angle when open, -90..90", type=float)
-    closed_angle: float = _opt(0.0, _number, "servo angle when closed, -90..90", type=float)
-    events: str = _opt(None, _text, "JSONL events file (appended)", metavar="FILE")
-    snapshots: str = _opt(None, _text, "folder for JPEG snapshots of door_open and denied frames", metavar="DIR")
-    snapshot_keep: int = _opt(200, _integer, "how many snapshots to keep (oldest deleted)", type=int)
-    status_seconds: float = _opt(5.0, _number, "seconds between status lines in the log", type=float)
-    motion: bool = _opt(None, _boolean, "classify only frames with motion in the ROI, plus a heartbeat "
-                        "(default: live cameras yes, replays no)", flag="--motion/--no-motion")
-    motion_area: float = _opt(0.01, _fraction, "share of the ROI that must change to count as motion", type=float)
-    motion_delta: int = _opt(20, _grey_level, "grey levels a pixel must change by to count as changed", type=int)
-    heartbeat_seconds: float = _opt(2.0, _seconds, "with motion gating, classify a frame at least this often",
-                                    type=float)
-    mqtt: tuple = _opt(None, _address, "publish events to this MQTT broker (port 1883 if left out); credentials: "
-                       "mqtt_username/mqtt_password in the config file or TL_MQTT_USERNAME/TL_MQTT_PASSWORD",
-                       metavar="HOST:PORT")
-    mqtt_prefix: str = _opt("tl-edge/door", _topic, "MQTT topic prefix: <prefix>/events, /state, /availability",
-                            metavar="TOPIC")
-    mqtt_username: str = _opt(None, _text, "MQTT user (config file or TL_MQTT_USERNAME only)", cli=False)
-    mqtt_password: str = _opt(None, _text, "MQTT password (config file or TL_MQTT_PASSWORD only)", cli=False)
-    http: tuple = _opt(None, _address, "serve the status page, /health and /metrics on [HOST:]PORT "
-                       "(host 127.0.0.1 if left out)", metavar="HOST:PORT")
+    Args:
+      settings: a `schema.RunSettings`; None: every default.
+      origins: {key: Origin} of the values that did not come from the defaults.
 
+    Attributes:
+      settings: the RunSettings (`cfg.settings.door.pin`).
+      origins: see Args.
+    """
 
-FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+    __slots__ = ("__dict__", "settings", "origins")
+
+    def __init__(self, settings=None, origins=None):
+        settings = settings if settings is not None else schema.RunSettings()
+        object.__setattr__(self, "settings", settings)
+        object.__setattr__(self, "origins", dict(origins or {}))
+        for name in schema.SECTIONS:
+            section = getattr(settings, name)
+            self.__dict__.update({key: getattr(section, key) for key in type(section).model_fields})
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"a RunConfig is read-only; build another with config.build_config(vars(cfg), "
+                             f"{{{name!r}: ...}})")
+
+    def __repr__(self):
+        changed = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k in self.origins)
+        return f"RunConfig({changed})"
+
+    def describe(self, key):
+        """`door.toml: allow = ('wolf',)`: the value of `key` and where it came from, for messages."""
+        return self.origins.get(key, DEFAULT).describe(key, getattr(self, key))
 
 
 def read_toml(path):
@@ -251,36 +120,64 @@ def read_toml(path):
         raise ConfigError(f"config {path}: not valid TOML ({e})") from e
 
 
-def parse_options(raw, where="config", base_dir=None):
-    """Checks and converts raw option values (from TOML, or CLI strings).
+def parse_options(raw, origin=COMMAND_LINE, base_dir=None, strict=False):
+    """Checks and converts one layer of option values against the fields.
 
     Args:
       raw: {key: value}; None values are left out.
-      where: what to call the origin in messages (the file name).
+      origin: an Origin (or the text to call it) for messages.
       base_dir: folder that relative file names are relative to.
+      strict: True for TOML (a string is not a number); False for command-line strings.
 
     Returns:
       {key: parsed value}.
 
     Raises:
-      ConfigError: naming an unknown key (with the closest known one) or a value of the wrong type.
+      ConfigError: naming the origin and an unknown key (with the closest known one) or a bad value.
     """
+    origin = origin if isinstance(origin, Origin) else Origin(str(origin))
+    _refuse_unknown(raw, origin)
+    values = {k: v for k, v in raw.items() if v is not None}
     out = {}
-    for key, value in raw.items():
+    for name, cls in schema.SECTIONS.items():
+        given = {k: v for k, v in values.items() if schema.SECTION_OF[k] == name}
+        if not given:
+            continue
+        try:
+            section = cls.model_validate(given, strict=strict)
+        except ValidationError as e:
+            raise _explain(e.errors()[0], origin, given) from None
+        out.update({k: getattr(section, k) for k in given})
+    if base_dir is not None:
+        out.update({k: _relative_to(base_dir, v) for k, v in out.items()
+                    if k in PATH_KEYS or (k == "source" and _is_path(v))})
+    return out
+
+
+def _refuse_unknown(raw, origin):
+    for key in raw:
         if key not in FIELDS:
             close = difflib.get_close_matches(key, FIELDS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(FIELDS)}"
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
-        if value is None:
-            continue
-        try:
-            value = FIELDS[key].metadata["parse"](key, value)
-        except ConfigError as e:
-            raise ConfigError(f"{where}: {e}") from None
-        if base_dir is not None and (key in PATH_KEYS or (key == "source" and _is_path(value))):
-            value = str(Path(base_dir, value)) if not Path(value).is_absolute() else value
-        out[key] = value
-    return out
+            raise ConfigError(f"{origin.where}: unknown key {key!r}{hint}")
+
+
+def _explain(error, origin, given):
+    """One ConfigError from a pydantic error: origin, key, value, and the rule in words."""
+    key = str(error["loc"][0])
+    field = FIELDS[key]
+    kind = error["type"]
+    if kind == "value_error":
+        reason = str(error["ctx"]["error"])
+    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        reason = f"must be {schema.bounds_text(field)} ({field.description})"
+    else:
+        reason = _TYPE_WORDS.get(kind, error["msg"])
+    return ConfigError(f"{origin.describe(key, given.get(key))}: {reason}")
+
+
+def _relative_to(base_dir, value):
+    return value if Path(value).is_absolute() else str(Path(base_dir, value))
 
 
 def _is_path(source):
@@ -288,51 +185,187 @@ def _is_path(source):
 
 
 def build_config(*layers):
-    """Merges parsed option layers (later ones win) over the defaults and checks the values.
+    """Merges option layers (later ones win) over the defaults and checks what needs several keys.
+
+    Args:
+      *layers: dicts of option values (raw or parsed, e.g. `vars(cfg)`), or (dict, Origin) pairs of
+        already parsed values.
+
+    Returns:
+      A RunConfig.
 
     Raises:
-      ConfigError: a value out of range (threshold outside 0..1, K > N, fps <= 0...).
+      ConfigError: a bad value, a class in two roles, an identity without a gallery.
     """
-    merged = {}
+    merged, origins = {}, {}
     for layer in layers:
-        merged.update({k: v for k, v in layer.items() if v is not None})
-    cfg = RunConfig(**merged)
-    check_values(cfg)
+        values, origin = layer if isinstance(layer, tuple) else (parse_options(layer, OPTIONS), OPTIONS)
+        for key, value in values.items():
+            if value is not None:
+                merged[key], origins[key] = value, origin
+    sections = {name: cls.model_validate({k: v for k, v in merged.items() if schema.SECTION_OF[k] == name})
+                for name, cls in schema.SECTIONS.items()}
+    cfg = RunConfig(schema.RunSettings(**sections), origins)
+    check_together(cfg)
     return cfg
 
 
 def load_config(path=None, cli=None):
-    """Reads a TOML file (if any), overrides it with CLI values, and returns a checked RunConfig."""
+    """Reads a TOML file (if any), overrides it with command-line values, and returns a checked RunConfig."""
     layers = []
     if path is not None:
-        layers.append(parse_options(read_toml(path), where=str(path), base_dir=Path(path).parent))
-    layers.append(parse_options(cli or {}, where="command line"))
+        origin = Origin(str(path))
+        layers.append((parse_options(read_toml(path), origin, base_dir=Path(path).parent, strict=True), origin))
+    layers.append((parse_options(cli or {}, COMMAND_LINE), COMMAND_LINE))
     return build_config(*layers)
 
 
-def check_values(cfg):
-    """Checks ranges that need no model; class names are checked against the model later."""
-    check_numbers(cfg.threshold, cfg.thresholds, cfg.votes, cfg.open_seconds, cfg.lockout_seconds)
-    positive = {"fps": cfg.fps, "status_seconds": cfg.status_seconds, "snapshot_keep": cfg.snapshot_keep,
-                "threads": cfg.threads or 1, "capture": min(cfg.capture)}
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key} = {value}: must be more than 0")
-    check_angles(cfg.open_angle, cfg.closed_angle)
-    if cfg.roi is not None and (min(cfg.roi[2:]) <= 0 or min(cfg.roi[:2]) < 0):
-        raise ConfigError(f"roi = {cfg.roi}: x, y must be 0 or more and w, h more than 0")
-
-
-def policy_config(cfg, labels):
-    """Builds the door policy's config from a RunConfig and the model's labels (checks class names)."""
-    return make_policy_config(labels, cfg.allow, cfg.deny, cfg.ignore, cfg.threshold, cfg.thresholds,
-                              cfg.votes, cfg.open_seconds, cfg.lockout_seconds)
+def check_together(cfg):
+    """Checks rules between keys: each class has one role; an identity needs a gallery."""
+    seen = {}
+    for role in ROLES:
+        for name in getattr(cfg, role) or ():
+            if name in seen and seen[name] != role:
+                other = cfg.origins.get(seen[name], DEFAULT).name(seen[name])
+                raise ConfigError(f"{cfg.describe(role)}: class {name!r} is also in {other}; give it one role")
+            seen[name] = role
+    if cfg.require_identity and not cfg.gallery:
+        raise ConfigError(f"{cfg.describe('require_identity')}: needs a gallery; set gallery = \"gallery.npz\" "
+                          "in the config file or pass --gallery FILE (made with tl-device enroll)")
 
 
 def require_run(cfg):
-    """Checks what `run` needs beyond valid values: a model, a source and an allowed class."""
+    """Checks what `run` needs before it makes the door or opens the camera.
+
+    A model, a source and an allowed class; a source file that exists (camera names excepted);
+    model, labels and gallery files that exist; events and snapshot folders that can be written.
+
+    Raises:
+      ConfigError, OutputError: naming the file (or command line) and the key.
+    """
     for key in ("model", "source"):
         if getattr(cfg, key) is None:
             raise ConfigError(f"no {key} given; pass --{key} or set {key} = ... in the config file")
     if not cfg.allow:
         raise ConfigError("no class opens the door; pass --allow CLASS or set allow = [\"dog\"] in the config file")
+    try:
+        classify_source(cfg.source)
+    except ConfigError:
+        raise ConfigError(f"{cfg.describe('source')}: no such file or folder; use picamera, a camera index (0), "
+                          "a video file, an rtsp:// URL or a folder of frames") from None
+    for key, fix in (("model", "copy the model there or fix the path"),
+                     ("labels", "fix the path, or leave labels out for a model that carries them"),
+                     ("gallery", "make one with tl-device enroll")):
+        if getattr(cfg, key) is not None and not Path(getattr(cfg, key)).is_file():
+            raise ConfigError(f"{cfg.describe(key)}: no such file; {fix}")
+    if cfg.events is not None:
+        _check_output(cfg, "events", Path(cfg.events).parent, is_file=Path(cfg.events))
+    if cfg.snapshots is not None:
+        _check_output(cfg, "snapshots", Path(cfg.snapshots))
+
+
+def _check_output(cfg, key, folder, is_file=None):
+    """Refuses an output whose folder cannot be made or written, without making it."""
+    if is_file is not None and is_file.is_dir():
+        raise OutputError(f"{cfg.describe(key)}: is a folder; give a file name")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{cfg.describe(key)}: {existing} is not a folder; choose another place")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise OutputError(f"{cfg.describe(key)}: folder {existing} is not writable ({e.strerror}); "
+                          "choose another, or give the door's user write access") from None
+
+
+# The threshold of a class when neither the config nor the model says one.
+FALLBACK_THRESHOLD = 0.8
+
+
+def thresholds_in_force(cfg, labels, operating_points=None):
+    """The per-class thresholds the door uses, and where they came from, in a person's words.
+
+    The config wins: `[thresholds]` for a class, then `threshold` for every class. Where the config sets
+    neither, the model's operating points (tl-train chose them on held-out photos for a stated target)
+    apply to the allowed classes — an operating point bounds how often *other* animals reach an allowed
+    class — and every other class keeps FALLBACK_THRESHOLD: a low deny threshold (a "cat" operating
+    point of 0.5) would let an empty porch, which held-out photos never show, lock the dog out.
+
+    Returns:
+      (threshold, {class: threshold}, source): the base threshold for make_policy_config, the per-class
+      overrides, and a line for the start event and check-config.
+    """
+    labels = tuple(labels)
+    allowed = set(cfg.allow or ())
+    points = {c: float(v) for c, v in (operating_points or {}).items() if c in labels and c in allowed}
+    per_class, parts = {}, []
+    if cfg.threshold is not None:
+        base, parts = float(cfg.threshold), [f"{cfg.threshold:.2f} from {cfg.describe('threshold').split(' = ')[0]}"]
+    elif points:
+        base = FALLBACK_THRESHOLD
+        per_class.update(points)
+        parts.append(f"the model's operating point for {', '.join(sorted(points))}, {FALLBACK_THRESHOLD:.2f} for the rest")
+    else:
+        base = FALLBACK_THRESHOLD
+        parts.append(f"{FALLBACK_THRESHOLD:.2f} (the model carries no operating points)")
+    if cfg.thresholds:
+        per_class.update({c: float(v) for c, v in cfg.thresholds.items()})
+        parts.append("[thresholds] of the config for " + ", ".join(sorted(cfg.thresholds)))
+    shown = [f"{c} {per_class.get(c, base):.2f}" for c in labels[:10]] + (["…"] if len(labels) > 10 else [])
+    return base, per_class, f"thresholds {', '.join(shown)} ({'; '.join(parts)})"
+
+
+def policy_config(cfg, labels, operating_points=None):
+    """Builds the door policy's config from a RunConfig and the model's labels, checking the class names.
+
+    Args:
+      cfg: the RunConfig.
+      labels: the model's labels.
+      operating_points: the model's {class: threshold} (`ModelInfo.operating_points`), used where the
+        config sets no threshold (see `thresholds_in_force`).
+
+    Raises:
+      ConfigError: a class the model does not have, naming the key and the model's classes.
+    """
+    labels = tuple(labels)
+    for key in (*ROLES, "thresholds"):
+        for name in getattr(cfg, key) or ():
+            if name not in labels:
+                raise ConfigError(f"{cfg.describe(key)}: model {Path(str(cfg.model)).name} has no class {name!r}; "
+                                  f"its classes are: {', '.join(labels)}")
+    base, per_class, _ = thresholds_in_force(cfg, labels, operating_points)
+    return make_policy_config(labels, cfg.allow, cfg.deny, cfg.ignore, base, per_class,
+                              cfg.votes, cfg.open_seconds, cfg.lockout_seconds)
+
+
+def check_model(cfg, info):
+    """Checks a RunConfig against a model's facts: class names, open-set statistics, enrolled identities.
+
+    Args:
+      cfg: a RunConfig that passed `require_run`.
+      info: the model's ModelInfo (`tl.device.model.metadata.read_model_info`).
+
+    Returns:
+      The PolicyConfig.
+    """
+    from tl.device.recognition.gallery import load_gallery
+    from tl.device.recognition.openset import stats_from_model
+
+    pc = policy_config(cfg, info.labels, info.operating_points)
+    if cfg.openset and stats_from_model(info) is None:
+        raise ModelError(f"{cfg.describe('openset')}: model {cfg.model} carries no open-set statistics; train "
+                         "with this tl-train and convert with this tl-convert, or leave openset out")
+    if cfg.require_identity:
+        load_gallery(cfg.gallery).require(cfg.require_identity, cfg.gallery)
+    return pc
+
+
+def check_run(cfg):
+    """Everything `run` checks before it opens the camera; what `tl-device check-config` runs. Returns the PolicyConfig."""
+    from tl.device.model.metadata import read_model_info
+
+    require_run(cfg)
+    return check_model(cfg, read_model_info(cfg.model, cfg.labels))

@@ -45,7 +45,7 @@ class EventLog:
         self._listeners = []
         self._fd = None
         if self.path is not None:
-            check_writable(self.path.parent, mode=PRIVATE_DIR)
+            check_writable(self.path.parent, mode=PRIVATE_DIR, option="--events")
             try:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
             except OSError as e:
@@ -171,7 +171,7 @@ class Snapshots:
     """
 
     def __init__(self, folder, keep=200, quality=90):
-        self.folder = check_writable(folder, mode=PRIVATE_DIR)
+        self.folder = check_writable(folder, mode=PRIVATE_DIR, option="--snapshots")
         self.keep = int(keep)
         self.quality = int(quality)
         self.failures = 0

@@ -11,7 +11,7 @@ import threading
 import time
 
 from tl.device.door import service, state
-from tl.device.door.config import policy_config, require_run
+from tl.device.door.config import policy_config, require_run, thresholds_in_force
 from tl.device.door.events import EventLog, Snapshots
 from tl.device.door.motion import make_gate
 from tl.device.door.policy import LOCKED, DoorPolicy
@@ -49,13 +49,15 @@ class DoorLoop:
       clock: monotonic clock for the status line and real-time replays.
       gate: a MotionGate that decides which frames are classified, or None: all of them.
       recognizer: a Recognizer (open-set rejection, required identity) judging each classified frame, or None.
+      recorder: None, or a callable (loop, frame, gate verdict, scores, recognizer verdict) called per frame
+        (scores None: gated) after the policy; `tl-device score` records a replay with it.
 
     Other threads (the status page, MQTT) call only `snapshot`, `subscribe`/`unsubscribe` and
     `add_reporter`/`remove_reporter`.
     """
 
     def __init__(self, classifier, policy, door, events, snapshots=None, roi=None, status_seconds=5.0,
-                 clock=time.monotonic, gate=None, recognizer=None):
+                 clock=time.monotonic, gate=None, recognizer=None, recorder=None):
         self.classifier = classifier
         self.policy = policy
         self.door = door
@@ -68,6 +70,7 @@ class DoorLoop:
         self.watchdog = service.Watchdog(clock)
         self.gate = gate
         self.recognizer = recognizer
+        self.recorder = recorder
         self.alive_at = clock()
         self.camera_lost = None
         self._source = None
@@ -170,17 +173,27 @@ class DoorLoop:
         self.stats.frames += 1
         self.camera_lost = None
         # While the door is open every frame counts: it must close on time, and lock for a raccoon.
-        if self.gate is not None and not self.gate.check(frame.image, frame.ts, busy=self.door.is_open).classify:
+        gated = self.gate.check(frame.image, frame.ts, busy=self.door.is_open) if self.gate is not None else None
+        if gated is not None and not gated.classify:
             self.stats.skipped_motion += 1
+            for decision in self.policy.gated(frame.ts):  # time passes for the policy: an open door closes on time
+                self.apply(decision, frame.ts, frame.index, frame.image)
+            if self.recorder is not None:
+                self.recorder(self, frame, gated, None, None)
             self._tick()
             return
-        scores = self.classifier.classify_frame(frame.image, self.roi)
+        if frame.pixels is not None:  # the source made the model's input (camera stream, reduced decode)
+            scores = self.classifier.classify_pixels(frame.pixels)
+        else:
+            scores = self.classifier.classify_frame(frame.image, self.roi)
         top = int(scores.argmax())
         self._last = (self.classifier.labels[top], float(scores[top]))
         verdict = self.recognizer.judge(scores, self.classifier, frame.ts, frame.index) if self.recognizer else None
         for decision in self.policy.update(frame.ts, scores, verdict):
             self.apply(decision, frame.ts, frame.index, frame.image)
         self.stats.classified += 1
+        if self.recorder is not None:
+            self.recorder(self, frame, gated, scores, verdict)
         if self.stats.first_decision is None:
             self.stats.first_decision = time.time()
         self._tick()
@@ -239,7 +252,7 @@ class DoorLoop:
         service.notify("STOPPING=1")
 
 
-def run_door(cfg, stop=None, pin_factory=None, observers=None):
+def run_door(cfg, stop=None, pin_factory=None, observers=None, recorder=None):
     """Runs the door daemon described by a RunConfig until its source ends or `stop` is set.
 
     Order matters for safety: the door is made (commanded closed) first, so a bad model or
@@ -252,6 +265,7 @@ def run_door(cfg, stop=None, pin_factory=None, observers=None):
       observers: None, or a callable (cfg, loop, source) -> context manager that watches the running
         loop through `snapshot`/`subscribe` (`tl.device.observe.reporters.open_reporters`: status page,
         MQTT); the loop never imports them.
+      recorder: None, or a per-frame callable (see DoorLoop).
 
     Returns:
       RunStats.
@@ -265,16 +279,18 @@ def run_door(cfg, stop=None, pin_factory=None, observers=None):
         door = stack.enter_context(make_door(cfg.door, cfg.pin, cfg.active_low, cfg.open_angle,
                                              cfg.closed_angle, pin_factory=pin_factory))
         classifier = Classifier(cfg.model, cfg.labels, threads=cfg.threads, edgetpu=cfg.edgetpu)
-        policy = DoorPolicy(policy_config(cfg, classifier.labels))
-        recognizer = make_recognizer(cfg, classifier)
+        policy = DoorPolicy(policy_config(cfg, classifier.labels, classifier.info.operating_points))
+        recognizer = make_recognizer(classifier, cfg.openset, cfg.openset_quantile, cfg.gallery,
+                                     cfg.require_identity, cfg.identity_threshold)
         classifier.warm_up()
-        source = stack.enter_context(open_source(cfg.source, cfg.fps, cfg.capture, sleep=stop.wait))
+        source = stack.enter_context(open_source(cfg.source, cfg.fps, cfg.capture, sleep=stop.wait,
+                                                 spec=classifier.spec, roi=cfg.roi))
         events = stack.enter_context(EventLog(cfg.events))
         snapshots = Snapshots(cfg.snapshots, cfg.snapshot_keep) if cfg.snapshots else None
         if source.live and cfg.realtime is False:
             log.warning("--no-realtime has no effect on a live camera")
         loop = DoorLoop(classifier, policy, door, events, snapshots, cfg.roi, cfg.status_seconds,
-                        gate=make_gate(cfg, source.live), recognizer=recognizer)
+                        gate=make_gate(cfg, source.live), recognizer=recognizer, recorder=recorder)
         if observers is not None:
             stack.enter_context(observers(cfg, loop, source))
         start_reason = f"{describe(cfg, classifier, policy, door, source)}; {recognizer.describe()}"
@@ -290,5 +306,6 @@ def describe(cfg, classifier, policy, door, source):
     pc = policy.config
     return (f"model {classifier.path.name} ({classifier.info.variant}); source {source}; "
             f"allow {pc.names(pc.allow)}; deny {pc.names(pc.deny)}; ignore {pc.names(pc.ignore)}; "
-            f"votes {pc.votes}/{pc.window} >= {cfg.threshold:.2f}; open {pc.open_seconds:g} s; "
+            f"votes {pc.votes}/{pc.window}; {thresholds_in_force(cfg, classifier.labels, classifier.info.operating_points)[2]}; "
+            f"open {pc.open_seconds:g} s; "
             f"lockout {pc.lockout_seconds:g} s; {door}")

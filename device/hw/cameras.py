@@ -1,24 +1,25 @@
 """Live cameras (OpenCV: USB, /dev/video, RTSP; picamera2), and reconnecting with backoff.
 
 A camera here is small: `open()`, `grab(clock) -> ts` (waits for the next frame and stamps it),
-`retrieve() -> BGR image or None` (decodes it; skipped frames are never decoded) and `close()`. The
+`retrieve() -> BGR image, Capture or None` (decodes it; skipped frames are never decoded) and `close()`. The
 `Reconnecting` source turns one into frames, and into `Gap`s while it is away.
 """
 
+import collections
+import functools
 import importlib.util
 import logging
 import time
 
 import cv2
 
-from tl.device.errors import ConfigError, TLError
+from tl.device.errors import CameraError, ConfigError
 from tl.device.hw.frames import Frame, Gap, RateCap, Source
 
 log = logging.getLogger(__name__)
 
-
-class CameraError(TLError, OSError):
-    """A camera cannot be opened or stopped delivering frames (the daemon retries)."""
+Capture = collections.namedtuple("Capture", ["image", "pixels"])
+Capture.__doc__ = "What a camera's retrieve() may return: the full frame (or a function making it) and the model's input."
 
 
 class OpenCVCamera:
@@ -80,61 +81,122 @@ def _hint(target):
 class PiCamera:
     """The Raspberry Pi camera through picamera2, imported only when the camera is opened.
 
+    Without a ModelFeed it delivers full-size BGR frames from the `main` stream. With one, the ISP
+    does the resizing: a `lores` stream is configured so that the model's region comes out at the
+    model's size, and each frame carries the model's RGB input (`Frame.pixels`); the full-size `main`
+    stream is only copied out when something asks for the frame's image (a snapshot, the motion gate).
+
     Args:
       fps: the sensor frame rate (FrameRate control).
-      size: (width, height) of the frames.
+      size: (width, height) of the full-size frames (the ROI is in these pixels).
+      feed: a ModelFeed, or None.
+      factory: makes the Picamera2 object (tests: `tl.device.hw.fakes.FakePicamera2Factory`);
+        None: picamera2's own.
 
     Raises:
       ConfigError: at once when picamera2 is not installed (no retry fixes that).
     """
 
-    def __init__(self, fps=10.0, size=(640, 480)):
-        if importlib.util.find_spec("picamera2") is None:
+    # lores formats to try, best first. "BGR888" is stored R, G, B: the model's order, no conversion
+    # (a Pi 5 allows it); a Pi 4's lores stream is YUV420 only, converted at the model's size.
+    LORES_FORMATS = ("BGR888", "YUV420")
+
+    def __init__(self, fps=10.0, size=(640, 480), feed=None, factory=None):
+        if factory is None and importlib.util.find_spec("picamera2") is None:
             raise ConfigError("source picamera: picamera2 is not installed; on Raspberry Pi OS run "
                               "`sudo apt install python3-picamera2` and create the venv with --system-site-packages")
         self.fps = float(fps)
         self.size = tuple(size)
+        self.feed = feed
+        self.factory = factory
+        self.lores_format = None
         self._cam = None
-        self._image = None
+        self._request = None
 
     def __str__(self):
-        return "picamera"
+        return "picamera" + (f" ({self.feed}, lores {self.lores_format})" if self.lores_format else "")
 
     def open(self):
         """Starts the camera; raises CameraError with what to check."""
-        from picamera2 import Picamera2  # here, not at module top: it imports libcamera
-
         try:
-            cam = Picamera2()
+            cam = self._make()
         except (RuntimeError, IndexError, OSError) as e:
             raise CameraError(f"picamera: no camera found ({e}); check the ribbon cable and "
                               "`rpicam-hello --list-cameras`") from e
         try:
-            # RGB888 is stored B, G, R: OpenCV's order, as every source here yields.
-            config = cam.create_video_configuration(
-                main={"size": self.size, "format": "RGB888"}, controls={"FrameRate": self.fps})
-            cam.configure(config)
+            self._configure(cam)
             cam.start()
         except (RuntimeError, ValueError, OSError) as e:
             cam.close()
             raise CameraError(f"picamera: cannot start it ({e})") from e
         self._cam = cam
 
+    def _make(self):
+        if self.factory is not None:
+            return self.factory()
+        from picamera2 import Picamera2  # here, not at module top: it imports libcamera
+
+        return Picamera2()
+
+    def _configure(self, cam):
+        # RGB888 is stored B, G, R: OpenCV's order, as every source here yields.
+        main = {"size": self.size, "format": "RGB888"}
+        controls = {"FrameRate": self.fps}
+        if self.feed is None:
+            cam.configure(cam.create_video_configuration(main=main, controls=controls))
+            return
+        lores_size = self.feed.stream_size(*self.size)
+        error = None
+        for fmt in self.LORES_FORMATS:
+            config = cam.create_video_configuration(main=main, lores={"size": lores_size, "format": fmt},
+                                                    controls=controls)
+            try:
+                cam.configure(config)
+            except RuntimeError as e:  # this camera's lores stream does not do this format
+                error = e
+                continue
+            self.lores_format = fmt
+            return
+        raise error
+
     def grab(self, clock):
         """Captures the next frame; returns its timestamp on `clock`."""
+        self._release()
         try:
-            self._image = self._cam.capture_array("main")
+            self._request = self._cam.capture_request()
         except (RuntimeError, OSError) as e:
             raise CameraError(f"picamera: capture failed ({e})") from e
         return clock()
 
     def retrieve(self):
-        """Returns the captured frame (already BGR pixels)."""
-        return self._image
+        """The captured frame: BGR pixels, or with a feed a Capture of the model's input and the full frame."""
+        if self.feed is None:
+            image = self._request.make_array("main")
+            self._release()
+            return image
+        lores = self._request.make_array("lores")
+        if self.lores_format == "YUV420":
+            # Planes of `stride` columns (stride >= width): convert them whole, then cut the padding off.
+            width = self._cam.camera_config["lores"]["size"][0]
+            lores = cv2.cvtColor(lores, cv2.COLOR_YUV2RGB_I420)[:, :width]
+        pixels = self.feed.from_stream(lores, *self.size)
+        return Capture(functools.partial(self._full, self._request), pixels)
+
+    def _full(self, request):
+        # The same instant while its request is held (until the next grab); a fresh frame after.
+        if request is self._request:
+            return request.make_array("main")
+        return self._cam.capture_array("main") if self._cam is not None else None
+
+    def _release(self):
+        if self._request is not None:
+            request, self._request = self._request, None
+            request.release()
 
     def close(self):
         """Stops and releases the camera; safe twice."""
         if self._cam is not None:
+            self._release()
             cam, self._cam = self._cam, None
             try:
                 cam.stop()
@@ -204,7 +266,10 @@ class Reconnecting(Source):
             if image is None:
                 self.skipped += 1  # one corrupt frame is not a lost camera
                 continue
-            yield Frame(ts, self._index, image)
+            if isinstance(image, Capture):
+                yield Frame(ts, self._index, image.image, image.pixels)
+            else:
+                yield Frame(ts, self._index, image)
             self._index += 1
 
     def close(self):

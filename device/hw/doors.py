@@ -7,15 +7,11 @@ Every door is commanded closed when it is made and when it is closed as a resour
 
 import logging
 
-from tl.device.errors import ConfigError, TLError
+from tl.device.errors import ConfigError, DoorError
 
 log = logging.getLogger(__name__)
 
 DOOR_KINDS = ("relay", "servo", "mock", "none")
-
-
-class DoorError(TLError, OSError):
-    """The door's GPIO cannot be used (no pin factory, pin busy, wrong pin)."""
 
 
 class Door:
@@ -87,14 +83,15 @@ class RelayDoor(Door):
 
     kind = "relay"
 
-    def __init__(self, pin=17, active_low=False, pin_factory=None):
+    def __init__(self, pin=17, active_low=False, pin_factory=None, mock=False):
         super().__init__()
+        self.mock = mock  # a relay on gpiozero's MockFactory pins: says so in logs and the start event
         self.device = _make_device("OutputDevice", pin, active_high=not active_low, initial_value=False,
                                    pin_factory=pin_factory)
         self.pin = self.device.pin
 
     def __str__(self):
-        return f"relay door on {self.pin}"
+        return f"{'mock' if self.mock else 'relay'} door on {self.pin}"
 
     def _drive(self, is_open):
         self.device.value = is_open
@@ -108,7 +105,7 @@ class ServoDoor(Door):
 
     Args:
       pin: the GPIO pin of the servo's signal wire.
-      open_angle, closed_angle: degrees in -90..90.
+      open_angle, closed_angle: degrees in -90..90 (checked by the config).
       pin_factory: a gpiozero pin factory that does PWM; None for gpiozero's default.
     """
 
@@ -116,7 +113,6 @@ class ServoDoor(Door):
 
     def __init__(self, pin=17, open_angle=90.0, closed_angle=0.0, pin_factory=None):
         super().__init__()
-        check_angles(open_angle, closed_angle)
         self.angles = {True: float(open_angle), False: float(closed_angle)}
         self.device = _make_device("AngularServo", pin, initial_angle=closed_angle, min_angle=-90, max_angle=90,
                                    pin_factory=pin_factory)
@@ -130,13 +126,6 @@ class ServoDoor(Door):
 
     def _release(self):
         self.device.close()
-
-
-def check_angles(open_angle, closed_angle):
-    """Refuses servo angles outside -90..90 degrees (the AngularServo range used here)."""
-    for name, angle in (("open_angle", open_angle), ("closed_angle", closed_angle)):
-        if not -90.0 <= angle <= 90.0:
-            raise ConfigError(f"{name} = {angle}: a servo angle must be within -90..90")
 
 
 def _make_device(class_name, pin, **kwargs):
@@ -172,7 +161,7 @@ def make_door(kind, pin=17, active_low=False, open_angle=90.0, closed_angle=0.0,
     elif kind == "mock":
         from gpiozero.pins.mock import MockFactory
 
-        door = RelayDoor(pin, active_low, pin_factory=pin_factory or MockFactory())
+        door = RelayDoor(pin, active_low, pin_factory=pin_factory or MockFactory(), mock=True)
     elif kind == "relay":
         door = RelayDoor(pin, active_low, pin_factory=pin_factory)
     elif kind == "servo":

@@ -2,8 +2,34 @@
 
 import collections
 
-Frame = collections.namedtuple("Frame", ["ts", "index", "image"])
-Frame.__doc__ = "One frame: source timestamp in seconds, source frame index, BGR uint8 pixels."
+
+class Frame:
+    """One frame: source timestamp in seconds, source frame index, BGR uint8 pixels.
+
+    A source that already made the model's input (a camera stream at the model's size, a JPEG
+    decoded at reduced size) passes it as `pixels`: RGB uint8 at the model's size, ROI applied.
+    Its `image` may then be a zero-argument function: the full-size frame is made only when
+    something reads `image` (a snapshot, the motion gate, the status page).
+    """
+
+    __slots__ = ("ts", "index", "pixels", "_image")
+
+    def __init__(self, ts, index, image, pixels=None):
+        self.ts = ts
+        self.index = index
+        self.pixels = pixels
+        self._image = image
+
+    @property
+    def image(self):
+        """The full-size BGR frame (made on first use when the source deferred it)."""
+        if callable(self._image):
+            self._image = self._image()
+        return self._image
+
+    def __repr__(self):
+        return f"Frame(ts={self.ts!r}, index={self.index!r})"
+
 
 Gap = collections.namedtuple("Gap", ["ts", "reason", "attempt", "retry_in"])
 Gap.__doc__ = "A live camera is away: when, why, the how-many-th failed attempt, seconds to the next."

@@ -4,6 +4,7 @@ Every source (see `tl.device.hw.frames.Source`) yields `Frame(ts, index, image)`
 uint8 array; live cameras (`tl.device.hw.cameras`) also yield `Gap`s while the camera is away.
 """
 
+import functools
 import logging
 import re
 import time
@@ -12,9 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tl.device.errors import ConfigError, DataError
+from tl.device.errors import ConfigError, DataError, ImageError
 from tl.device.hw import cameras
+from tl.device.hw.feed import ModelFeed
 from tl.device.hw.frames import Frame, RateCap, Source
+from tl.device.model.image import check_header, load_image, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +28,18 @@ _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 class FolderSource(Source):
     """A folder of frames replayed in name order, frame i at i / fps.
 
-    Files that do not decode are counted in `skipped` and passed over (their index and
-    timestamp stay reserved, so the others keep theirs).
+    Files that do not decode (or break the pixel limits of `tl.device.model.image`) are logged
+    with the reason, counted in `skipped` and passed over (their index and timestamp stay
+    reserved, so the others keep theirs). Sub-folders are not frames; broken links are. Given a
+    ModelFeed, JPEGs much larger than the model's input are decoded at reduced size into the model's
+    input (`Frame.pixels`); the full-size frame is decoded only when something asks for it (a snapshot).
     """
 
-    def __init__(self, folder, fps=10.0):
+    def __init__(self, folder, fps=10.0, feed=None):
         self.folder = Path(folder)
         self.fps = float(fps)
-        self.files = sorted(p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        self.feed = feed
+        self.files = sorted(p for p in self.folder.iterdir() if not p.is_dir() and not p.name.startswith("."))
         if not self.files:
             raise DataError(f"source folder {self.folder} holds no frames; put one image per frame in it")
         self.skipped = 0
@@ -43,6 +50,10 @@ class FolderSource(Source):
     def frames(self):
         """Yields a Frame per decodable file."""
         for i, path in enumerate(self.files):
+            pixels = self._reduced(path) if self.feed is not None else None
+            if pixels is not None:
+                yield Frame(i / self.fps, i, functools.partial(_decode_file, path), pixels)
+                continue
             image = _decode_file(path)
             if image is None:
                 self.skipped += 1
@@ -50,17 +61,26 @@ class FolderSource(Source):
             yield Frame(i / self.fps, i, image)
 
 
+    def _reduced(self, path):
+        try:  # the same file and pixel-limit checks as every decode (tl.device.model.image)
+            data = np.frombuffer(read_bytes(path), dtype=np.uint8)
+            check_header(data, path.name)
+        except ImageError:
+            return None  # the full decode says why, and counts it
+        factor = self.feed.jpeg_factor(data)
+        if factor is None:
+            self.feed = None  # frames in a folder are alike: no gain here, stop looking
+            return None
+        return self.feed.from_jpeg(data, factor)
+
+
 def _decode_file(path):
+    # Decoded as training photos are (tl.device.model.image), but kept in BGR like camera frames.
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        log.warning("frame %s: cannot read (%s); skipped", path, e.strerror)
+        return load_image(path, bgr=True)
+    except ImageError as e:
+        log.warning("frame %s: %s; skipped", path, e.reason)
         return None
-    # IMREAD_COLOR, as tl.device.model.image decodes training photos, but kept in BGR like camera frames.
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        log.warning("frame %s: not a decodable image; skipped", path)
-    return image
 
 
 class VideoSource(Source):
@@ -149,7 +169,7 @@ def classify_source(text):
                       "a camera index (0), a video file, an rtsp:// URL or a folder of frames")
 
 
-def open_source(text, fps=10.0, capture_size=(640, 480), sleep=time.sleep, clock=time.time):
+def open_source(text, fps=10.0, capture_size=(640, 480), sleep=time.sleep, clock=time.time, spec=None, roi=None):
     """Opens the source `text` names (see `classify_source`).
 
     Live cameras are wrapped so that they reconnect with backoff (see `cameras.Reconnecting`);
@@ -161,14 +181,17 @@ def open_source(text, fps=10.0, capture_size=(640, 480), sleep=time.sleep, clock
       capture_size: (width, height) asked of live cameras.
       sleep: how live sources wait between retries (a true result stops them).
       clock: the clock live frames are stamped with.
+      spec, roi: the model's InputSpec and the ROI; given, the picamera and folders of JPEGs hand
+        the model its input at its size (`tl.device.hw.feed`).
     """
     kind = classify_source(text)
+    feed = ModelFeed(spec, roi) if spec is not None else None
     if kind == "folder":
-        return FolderSource(text, fps)
+        return FolderSource(text, fps, feed)
     if kind == "video":
         return VideoSource(text, fps)
     if kind == "picamera":
-        camera = cameras.PiCamera(fps, capture_size)
+        camera = cameras.PiCamera(fps, capture_size, feed=feed)
     else:
         target = int(text) if str(text).strip().isdigit() else str(text).strip()
         camera = cameras.OpenCVCamera(target, fps, capture_size)

@@ -1,6 +1,7 @@
 """A classification model loaded once: its labels, its input spec and its interpreter."""
 
 import collections
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tl.device.model import contract
-from tl.device.model.metadata import read_model_info
+from tl.device.model.metadata import pixel_range_from_metadata, read_model_info
 from tl.device.model.outputs import check_scores, find_outputs, read_embedding, read_output
 from tl.device.model.runtime import make_interpreter
 
@@ -52,7 +53,7 @@ class Classifier:
         self.labels = list(self.info.labels)
         input_detail = self.interpreter.get_input_details()[0]
         contract.check_input(input_detail, self.path, self.info.input)
-        self.spec = self.info.input or _derive_spec(input_detail, self.path)
+        self.spec = self.info.input or _derive_spec(input_detail, self.path, self.info.metadata)
         self.outputs = find_outputs(self.interpreter.get_output_details(), self.info, len(self.labels), self.path)
         check_scores(self.outputs.scores, len(self.labels), self.path)
         self.invoke_ms = 0.0
@@ -95,10 +96,13 @@ def top_k(scores, labels, k=3):
     return [Class(int(i), labels[i], float(scores[i])) for i in order]
 
 
-def _derive_spec(input_detail, path):
+def _derive_spec(input_detail, path, record=None):
     spec = contract.input_spec_from_tensor(input_detail, path)
-    log.warning(
-        "model %s carries no input spec; using %dx%d, squash resize, pixel range %s from its input tensor",
-        path, spec.width, spec.height, spec.pixel_range,
-    )
+    pixel_range = pixel_range_from_metadata(record) if np.dtype(input_detail["dtype"]) == np.float32 else None
+    if pixel_range is not None:  # a float input's normalisation is said by the metadata, not its tensor
+        spec = dataclasses.replace(spec, pixel_range=pixel_range)
+    # Standard metadata (Google's Coral models) is a model that says enough; only a bare file is worth a warning.
+    log.log(logging.INFO if record is not None else logging.WARNING,
+            "model %s carries no tl-edge input spec; using %dx%d, squash resize, pixel range %s from its %s",
+            path, spec.width, spec.height, spec.pixel_range, "metadata and input tensor" if record else "input tensor")
     return spec

@@ -5,6 +5,7 @@ functions, so the model always sees the same pixels for the same picture.
 """
 
 import dataclasses
+import functools
 
 import cv2
 import numpy as np
@@ -83,7 +84,10 @@ def prepare_image(rgb, spec):
 
 
 def prepare_frame(bgr, spec, roi=None):
-    """Turns a camera/video BGR frame into a model input: crop the ROI, BGR→RGB, resize.
+    """Turns a camera/video BGR frame into a model input: crop the ROI, resize, BGR→RGB.
+
+    The same pixels as `prepare_image(cvtColor(crop, BGR2RGB), spec)`, bit for bit: resizing works
+    on each channel alone, so the channel swap commutes with it and is done on the small image.
 
     Args:
       bgr: (H, W, 3) uint8 frame in OpenCV's BGR order.
@@ -92,7 +96,66 @@ def prepare_frame(bgr, spec, roi=None):
     """
     if roi is not None:
         bgr = crop_roi(bgr, roi)
-    return prepare_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), spec)
+    return cv2.cvtColor(prepare_image(bgr, spec), cv2.COLOR_BGR2RGB)
+
+
+def model_region(width, height, spec, roi=None):
+    """The (x, y, w, h) part of a width×height frame that the model sees: the ROI, centre-cropped if the rule says so."""
+    x, y, w, h = (int(v) for v in roi) if roi is not None else (0, 0, int(width), int(height))
+    if spec.resize == "center_crop":
+        aspect = spec.width / spec.height
+        if w / h > aspect:
+            new_w = max(1, round(h * aspect))
+            x, w = x + (w - new_w) // 2, new_w
+        else:
+            new_h = max(1, round(w / aspect))
+            y, h = y + (h - new_h) // 2, new_h
+    return x, y, w, h
+
+
+def reduction(region, spec, factors=(8, 4, 2)):
+    """The largest factor a frame may be shrunk by (at decode, or by the camera) before the model's resize.
+
+    The device's resize rule: the region the model sees is first shrunk by a whole factor 2, 4 or 8
+    (a JPEG decoded at reduced size, `cv2.IMREAD_REDUCED_COLOR_*`) as long as it stays at least the
+    model's input size, then resized to it (`fit_region`: bilinear for the < 2x left, INTER_AREA when
+    a camera stream leaves more). Both steps average pixels, so the input
+    differs from `prepare_frame`'s by a level or two (tests/test_cameras.py measures it); training,
+    conversion and any image no bigger than twice the input use `prepare_frame`/`prepare_image` exactly.
+
+    Args:
+      region: (x, y, w, h) of the model's region (`model_region`) in frame pixels.
+      spec: the model's InputSpec.
+      factors: the factors to try, largest first.
+
+    Returns:
+      8, 4, 2 or 1.
+    """
+    w, h = region[2], region[3]
+    return next((f for f in factors if w // f >= spec.width and h // f >= spec.height), 1)
+
+
+def scale_region(region, factor, width, height):
+    """Maps an (x, y, w, h) region onto a frame shrunk by `factor` to width×height, kept inside it."""
+    x0, y0 = min(width - 1, round(region[0] / factor)), min(height - 1, round(region[1] / factor))
+    x1 = min(width, max(x0 + 1, round((region[0] + region[2]) / factor)))
+    y1 = min(height, max(y0 + 1, round((region[1] + region[3]) / factor)))
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def fit_region(image, region, spec):
+    """Crops `region` (x, y, w, h) out of `image` and resizes it to the model's size.
+
+    The colour order is kept. Used on frames that a camera or a reduced decode already shrank.
+    """
+    x, y, w, h = region
+    crop = image[y : y + h, x : x + w]
+    if (h, w) == (spec.height, spec.width):
+        return np.ascontiguousarray(crop)
+    # Less than 2x left to shrink (the frame was shrunk already): bilinear samples every pixel anyway,
+    # at a fifth of INTER_AREA's cost at a fractional factor.
+    area = w >= 2 * spec.width or h >= 2 * spec.height
+    return cv2.resize(crop, (spec.width, spec.height), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
 
 
 def crop_roi(frame, roi):
@@ -224,10 +287,38 @@ def input_spec_from_tensor(input_detail, path="(model)"):
 def set_input(interpreter, pixels, pixel_range="0..255"):
     """Writes prepared pixels into the interpreter's (single) input tensor.
 
+    The tensor values are `quantize_input(scale_pixels(pixels, pixel_range), detail)`, looked up in
+    a 256-entry table (the mapping is per pixel value), and for raw-uint8 models the pixels themselves.
+
     Args:
       interpreter: an allocated interpreter.
       pixels: prepared uint8 pixels (see `prepare_image`).
       pixel_range: the model's InputSpec.pixel_range; raw pixels unless the model says otherwise.
     """
     detail = interpreter.get_input_details()[0]
-    interpreter.set_tensor(detail["index"], quantize_input(scale_pixels(pixels, pixel_range), detail))
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    table = _input_table(np.dtype(detail["dtype"]).str, float(scale), int(zero_point), pixel_range)
+    if table is None:
+        x = pixels
+    elif table is _FLIP_SIGN:  # int8 = pixel - 128: flipping the top bit of each byte is exactly that
+        x = np.bitwise_xor(pixels, np.uint8(0x80)).view(np.int8)
+    else:
+        x = cv2.LUT(np.ascontiguousarray(pixels).reshape(-1, pixels.shape[-2], pixels.shape[-1]), table)
+        x = x.reshape(pixels.shape)
+    interpreter.set_tensor(detail["index"], x if x.ndim == 4 else x[None])
+
+
+_FLIP_SIGN = "flip sign"
+
+
+@functools.lru_cache(maxsize=16)
+def _input_table(dtype, scale, zero_point, pixel_range):
+    """The tensor value of each pixel value 0..255 (None: the pixels themselves; _FLIP_SIGN: pixel - 128 as int8)."""
+    detail = {"dtype": np.dtype(dtype), "quantization": (scale, zero_point)}
+    values = np.arange(256, dtype=np.uint8)
+    table = quantize_input(scale_pixels(values, pixel_range), detail)[0]
+    if table.dtype == np.uint8 and np.array_equal(table, values):
+        return None
+    if table.dtype == np.int8 and np.array_equal(table, values.astype(np.int16) - 128):
+        return _FLIP_SIGN
+    return table

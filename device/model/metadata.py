@@ -1,23 +1,31 @@
-"""Self-describing models: labels and input spec travel inside each .tflite file.
+"""Self-describing models: labels, input spec and tl-edge's facts travel inside each .tflite file.
 
-The way TFLite metadata carries associated files (and Ultralytics its export metadata), the extra
-files are a ZIP archive appended to the FlatBuffer: interpreters ignore the trailing bytes, and
-`zipfile` finds the archive from the end of the file. Reading needs nothing beyond the standard library.
+Two layers, both read with the standard library and the `flatbuffers` package (no TensorFlow):
 
-Inside the archive: `labels.txt` (one label per line, in output order), `tl_edge.json`
-(format version, variant, input spec, and anything else the writer adds), and any further files
-the writer adds (`openset.npz`: the open-set statistics, see `tl.device.recognition.openset`).
+- the standard TFLite metadata record (`TFLITE_METADATA`, see `tl.device.model.tflite_metadata`):
+  name, description, version, author, the input's normalisation, the output's labels as an associated
+  file of type TENSOR_AXIS_LABELS. MediaPipe Tasks, the Android Task Library and Coral's examples read it;
+- the associated files, a ZIP archive appended to the FlatBuffer (interpreters ignore trailing bytes,
+  `zipfile` finds the archive from the end): `labels.txt` (one label per line, in output order),
+  `tl_edge.json` (format version, variant, input spec, calibration, open-set and operating-point facts),
+  and further files the writer adds (`openset.npz`: the open-set statistics).
+
+Files written before the standard record (the ZIP alone) are still read; so are other tools' models
+that carry only the standard record (Google's Coral models: labels from their own label file).
 """
 
 import dataclasses
 import io
 import json
 import logging
+import mmap
 import zipfile
 from pathlib import Path
 
 from tl.device.errors import ModelError
-from tl.device.model.contract import InputSpec
+from tl.device.model import tflite_metadata as std
+from tl.device.model.contract import PIXEL_RANGES, InputSpec
+from tl.device.model.tflite_model import io_tensors
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +34,7 @@ LABELS_NAME = "labels.txt"
 INFO_NAME = "tl_edge.json"
 # A TFLite FlatBuffer carries this file identifier at bytes 4..8.
 TFLITE_IDENT = b"TFL3"
+SCORES, EMBEDDING = "scores", "embedding"  # tl-convert's output names
 
 
 @dataclasses.dataclass
@@ -43,6 +52,7 @@ class ModelInfo:
         (see `calibration`); empty when the model carries none.
       calibration: how the scores were calibrated and the operating points chosen (temperature,
         target, source), plain JSON; empty when unknown.
+      metadata: the standard TFLite metadata record read from the file (a StandardMetadata), or None.
     """
 
     labels: list
@@ -53,6 +63,7 @@ class ModelInfo:
     files: dict = dataclasses.field(default_factory=dict)
     operating_points: dict = dataclasses.field(default_factory=dict)
     calibration: dict = dataclasses.field(default_factory=dict)
+    metadata: object = None
 
     def to_json(self):
         out = {
@@ -112,20 +123,93 @@ def find_labels(model_path, labels_path=None, required=False):
     return None
 
 
-def embed_model_info(model_bytes, info):
-    """Returns the TFLite model bytes with `info` appended as a ZIP archive.
+def embed_model_info(model_bytes, info, about=None):
+    """Returns the TFLite model bytes with the standard metadata record and `info`'s files attached.
 
-    Any archive already appended (an older tl-edge info) is replaced, so this is idempotent.
+    Any tl-edge archive already appended, and any TFLITE_METADATA record, are replaced, so this is
+    idempotent.
+
+    Args:
+      model_bytes: a .tflite FlatBuffer (with or without an older tl-edge archive).
+      info: the ModelInfo to carry.
+      about: a StandardMetadata holding the model's name, description, version, author and licence
+        (None: a name made from the labels); its tensors and files are filled in here.
     """
     model_bytes = strip_model_info(bytes(model_bytes))
+    record = standard_record(info, model_bytes, about)
     buf = io.BytesIO()
-    buf.write(model_bytes)
+    buf.write(std.attach(model_bytes, record))
+    # Stored, not deflated: MediaPipe's and the Task Library's readers take uncompressed members only.
     with zipfile.ZipFile(buf, mode="a", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr(LABELS_NAME, "\n".join(info.labels) + "\n")
         zf.writestr(INFO_NAME, json.dumps(info.to_json(), indent=2))
         for name, data in sorted(info.files.items()):
             zf.writestr(name, data)
     return buf.getvalue()
+
+
+def standard_record(info, model_bytes, about=None):
+    """The StandardMetadata that describes a model and `info` the way other runtimes expect.
+
+    The input: an RGB image, with NormalizationOptions when it is float (uint8 takes 0..255 as it is).
+    The scores output: class probabilities, labels.txt attached as its TENSOR_AXIS_LABELS. The
+    embedding output (tl-convert's second output): a unit vector. tl-edge's own files: model-level.
+    """
+    inputs, outputs = io_tensors(model_bytes)
+    about = about or std.StandardMetadata(name=_default_name(info), author="tl-edge")
+    roles = _output_roles(info, outputs)
+    return dataclasses.replace(
+        about,
+        inputs=[_input_record(t, info.input) for t in inputs],
+        outputs=[_output_record(t, role, info) for t, role in zip(outputs, roles)],
+        files=_model_files(info, labels_on_output=SCORES in roles),
+    )
+
+
+def _default_name(info):
+    return f"{' / '.join(info.labels[:4])}{' / …' if len(info.labels) > 4 else ''} {info.task}"
+
+
+def _output_roles(info, outputs):
+    """SCORES, EMBEDDING or "" for each output, by the names tl-convert recorded, else by position."""
+    named = {v: k for k, v in (info.extra.get("outputs") or {}).items()}
+    if named:
+        return [named.get(t.name, "") for t in outputs]
+    first = EMBEDDING if info.task == "embedding" else SCORES
+    return [first] + [""] * (len(outputs) - 1)
+
+
+def _input_record(tensor, spec):
+    where = f"{tensor.shape[2]}x{tensor.shape[1]}" if len(tensor.shape) == 4 else "any size"
+    resize = f", {spec.resize} resize" if spec is not None else ""
+    record = std.TensorInfo(name="image", description=f"RGB image, {where}{resize}, pixels 0..255", content="image",
+                            min=[0.0], max=[255.0])
+    if tensor.dtype == "float32":  # uint8 inputs take raw pixels; float ones say how pixels become values
+        low, high = PIXEL_RANGES[spec.pixel_range if spec is not None else "0..255"]
+        record.mean, record.std = [-low * 255.0 / (high - low)], [255.0 / (high - low)]
+    return record
+
+
+def _output_record(tensor, role, info):
+    if role == SCORES:
+        return std.TensorInfo(
+            name=SCORES, description=f"Probability of each of the {len(info.labels)} classes", content="feature",
+            min=[0.0], max=[1.0],
+            files=[std.AssociatedFile(LABELS_NAME, "Class names, one per line, in output order",
+                                      std.TENSOR_AXIS_LABELS)])
+    if role == EMBEDDING:
+        dim = tensor.shape[-1] if tensor.shape else "?"
+        return std.TensorInfo(name=EMBEDDING, content="feature", min=[-1.0], max=[1.0],
+                              description=f"Unit-length {dim}-d image embedding (open-set rejection, enrolment)")
+    return std.TensorInfo(name=tensor.name)
+
+
+def _model_files(info, labels_on_output):
+    files = [] if labels_on_output else [std.AssociatedFile(LABELS_NAME, "Class names of the training run")]
+    files.append(std.AssociatedFile(INFO_NAME, "tl-edge facts: variant, input spec, calibration, open-set and "
+                                    "operating points (JSON)"))
+    files += [std.AssociatedFile(name, "tl-edge data") for name in sorted(info.files)]
+    return files
 
 
 def strip_model_info(model_bytes):
@@ -162,51 +246,53 @@ def check_tflite(path):
 
 
 def read_model_info(path, labels_path=None):
-    """Reads the labels and input spec carried inside a .tflite file.
+    """Reads the labels, input spec and metadata carried inside a .tflite file.
+
+    Labels come from `labels_path` when given, else from the file standard metadata names as the
+    scores output's TENSOR_AXIS_LABELS, else from tl-edge's `labels.txt` (files written before the
+    standard record). Each label file line is one output, in order (Coral's line 0 "background" included).
 
     Args:
       path: the .tflite model.
       labels_path: optional labels file that overrides (or stands in for missing) embedded labels.
 
     Returns:
-      ModelInfo.
+      ModelInfo (input None when the file has no tl-edge info: the input tensor tells the rest).
 
     Raises:
       ModelError: when the file is not a TFLite model or carries no labels and none were given.
     """
     check_tflite(path)
-    labels, meta, files = None, None, {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if LABELS_NAME in names:
-                labels = zf.read(LABELS_NAME).decode("utf-8").split("\n")
-                labels = [x.strip() for x in labels if x.strip()]
-            if INFO_NAME in names:
-                meta = json.loads(zf.read(INFO_NAME).decode("utf-8"))
-                files = {n: zf.read(n) for n in names if n not in (LABELS_NAME, INFO_NAME)}
-    except zipfile.BadZipFile:
-        pass  # a plain FlatBuffer: no embedded info, handled below
+    # Mapped, not read: the record sits near the front and the archive at the end of a multi-MB file.
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        record = _read_record(data, path)
+    files = _archive(path)
+    meta = json.loads(files.pop(INFO_NAME).decode("utf-8")) if INFO_NAME in files else None
     if labels_path is not None:
         labels = read_labels(labels_path)
+    else:
+        labels = _embedded_labels(record, files, path)
     if not labels:
         raise ModelError(
-            f"model {path} carries no labels; re-export it with tl-convert (labels travel inside "
-            "the file) or pass --labels LABELS.txt"
+            f"model {path} carries no labels (no TENSOR_AXIS_LABELS file in its metadata); re-export it with "
+            "tl-convert (labels travel inside the file) or pass --labels LABELS.txt"
         )
+    files.pop(LABELS_NAME, None)
     if meta is None:
-        return ModelInfo(labels=labels, input=None, variant="unknown", extra={})
+        return ModelInfo(labels=labels, input=None, variant="unknown", extra={}, files=files, metadata=record)
     if meta.get("format", 0) > FORMAT_VERSION:
         raise ModelError(f"model {path} was written by a newer tl-edge (format {meta['format']}); upgrade tl-edge")
+    # Keys this reader does not know (a newer writer's) are left in the file, not refused.
     return ModelInfo(
         labels=labels,
-        input=InputSpec.from_dict(meta["input"]),
+        input=InputSpec.from_dict(meta["input"]) if meta.get("input") else None,
         variant=meta.get("variant", "unknown"),
         task=meta.get("task", "classification"),
         extra=meta.get("extra", {}),
         files=files,
         operating_points=_operating_points(meta.get("operating_points"), labels, path),
         calibration=meta.get("calibration") or {},
+        metadata=record,
     )
 
 
@@ -228,3 +314,56 @@ def read_operating_points(path):
     reach each class's threshold; `read_model_info(path).calibration` says which share and from where.
     """
     return read_model_info(path).operating_points
+
+
+def _read_record(data, path):
+    try:
+        return std.read_standard_metadata(data, f"model {path}")
+    except ModelError as e:
+        # The interpreter runs the model all the same; tl-edge's own archive may still say enough.
+        log.warning("%s; reading the model without it", e)
+        return None
+
+
+def _archive(path):
+    """{name: bytes} of the ZIP appended to a model ({} when there is none)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return {n: zf.read(n) for n in zf.namelist()}
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return {}
+
+
+def _embedded_labels(record, files, path):
+    name = None
+    if record is not None:
+        name = next((t.labels_file() for t in record.outputs if t.labels_file()), None)
+        if name is not None and name not in files:
+            log.warning("model %s: its metadata names label file %s, which is not in the file", path, name)
+            name = None
+    name = name or (LABELS_NAME if LABELS_NAME in files else None)
+    return _label_lines(files[name]) if name else None
+
+
+def _label_lines(data):
+    """One label per line, positions kept (a blank line inside stays a class); trailing blank lines dropped."""
+    lines = [line.strip() for line in data.decode("utf-8", "replace").splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def pixel_range_from_metadata(record):
+    """The InputSpec pixel range a float input's NormalizationOptions say, or None when they say nothing known.
+
+    value = (pixel - mean) / std maps pixels 0..255 onto a range; the nearest of PIXEL_RANGES is taken.
+    """
+    if record is None or not record.inputs or not record.inputs[0].mean or not record.inputs[0].std:
+        return None
+    mean, sd = record.inputs[0].mean[0], record.inputs[0].std[0]
+    if not sd:
+        return None
+    low, high = (0.0 - mean) / sd, (255.0 - mean) / sd
+    best = min(PIXEL_RANGES, key=lambda r: abs(PIXEL_RANGES[r][0] - low) + abs(PIXEL_RANGES[r][1] - high))
+    lo, hi = PIXEL_RANGES[best]
+    return best if abs(lo - low) + abs(hi - high) < 0.05 * (hi - lo) else None

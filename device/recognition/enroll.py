@@ -82,7 +82,7 @@ def collect_photos(paths, max_frames=DEFAULT_MAX_FRAMES):
 def _expand(paths):
     for p in map(Path, paths):
         if p.is_dir():
-            yield from sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            yield from sorted(f for f in p.rglob("*") if not f.is_dir() and not f.name.startswith("."))
         else:
             yield p
 

@@ -189,5 +189,7 @@ class OpenSet:
         """One line for the start event: which method, at which quantile."""
         if self.method == SOFTMAX:
             return f"open-set max-softmax < {self.limits:.2f} (q {self.quantile:g}; no embedding output)"
-        radii = ", ".join(f"{c} {r:.3f}" for c, r in zip(self.stats.labels, self.limits))
+        radii = [f"{c} {r:.3f}" for c, r in zip(self.stats.labels, self.limits)]
+        shown = 10  # a 1001-class model: the first radii and a count, not a 30 KB line
+        radii = ", ".join(radii[:shown]) + (f", … ({len(radii)} classes)" if len(radii) > shown else "")
         return f"open-set embedding distance (q {self.quantile:g}: {radii})"

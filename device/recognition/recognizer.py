@@ -10,7 +10,7 @@ cannot open it.
 import collections
 import logging
 
-from tl.device.errors import ConfigError, ModelError
+from tl.device.errors import ModelError
 from tl.device.recognition.embedder import embedding_id
 from tl.device.recognition.gallery import load_gallery
 from tl.device.recognition.openset import OpenSet, stats_from_model
@@ -92,40 +92,40 @@ class Recognizer:
         return self.identity_threshold if self.identity_threshold is not None else self.gallery.identities[name].threshold
 
 
-def make_recognizer(cfg, classifier):
-    """Builds the Recognizer a RunConfig asks for, checking the model and gallery first.
+def make_recognizer(classifier, openset=None, quantile=None, gallery=None, identities=(), identity_threshold=None):
+    """Builds the Recognizer for a classifier, checking the model and gallery first.
 
     Open-set rejection is on by default whenever the model carries open-set statistics
-    (`openset = false` turns it off); with an embedding output it uses embedding distances, else
-    max-softmax.
+    (`openset=False` turns it off); with an embedding output it uses embedding distances, else
+    max-softmax. The arguments come already validated (`tl.device.door.config`).
+
+    Args:
+      classifier: the Classifier.
+      openset: True, False, or None (on when the model carries statistics).
+      quantile: open-set quantile; None: the model's default.
+      gallery: path of an enrolment gallery, or None.
+      identities: names that must match for the door to open (needs `gallery`).
+      identity_threshold: overrides each identity's own threshold.
 
     Raises:
       ModelError: open-set or identity asked of a model that cannot do it; a gallery of another embedder.
-      ConfigError: --require-identity without --gallery, or a name not in the gallery.
+      ConfigError: a name not in the gallery.
       DataError: a missing or damaged gallery.
     """
-    openset = _make_openset(cfg, classifier)
-    identities = tuple(cfg.require_identity or ())
-    if cfg.identity_threshold is not None and not -1.0 <= cfg.identity_threshold <= 1.0:
-        raise ConfigError(f"identity_threshold = {cfg.identity_threshold}: a cosine similarity, within -1..1")
-    gallery = None
+    checker = openset_for(classifier, openset, quantile)
+    identities = tuple(identities or ())
+    enrolled = None
     if identities:
-        if not cfg.gallery:
-            raise ConfigError("--require-identity needs --gallery FILE (made with tl-device enroll)")
         if classifier.outputs.embedding is None:
             raise ModelError(f"--require-identity: model {classifier.path} has no embedding output; convert the "
                              "run again with this tl-convert (the classifier then carries one)")
-        gallery = load_gallery(cfg.gallery)
+        enrolled = load_gallery(gallery)
         dim = int(classifier.outputs.embedding["shape"][-1])
-        gallery.check_embedder(embedding_id(classifier.info, classifier.path), dim, classifier.path, cfg.gallery)
-        gallery.require(identities, cfg.gallery)
-    elif cfg.gallery:
-        log.warning("--gallery %s given without --require-identity: identities are not checked", cfg.gallery)
-    return Recognizer(openset, gallery, identities, cfg.identity_threshold)
-
-
-def _make_openset(cfg, classifier):
-    return openset_for(classifier, cfg.openset, cfg.openset_quantile)
+        enrolled.check_embedder(embedding_id(classifier.info, classifier.path), dim, classifier.path, gallery)
+        enrolled.require(identities, gallery)
+    elif gallery:
+        log.warning("--gallery %s given without --require-identity: identities are not checked", gallery)
+    return Recognizer(checker, enrolled, identities, identity_threshold)
 
 
 def openset_for(classifier, enabled=None, quantile=None):
