@@ -80,6 +80,10 @@ def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, r
     _check_numbers(cfg)
     with cli_logging("tl-train", int(verbose), default=logging.WARNING):
         datasets = check_inputs(cfg)  # before TensorFlow starts: a refusal is quick and leaves nothing behind
+        if cfg.ray:
+            from tl.train.cluster import preflight
+
+            preflight(cfg.ray)
         if not verbose:
             from tl.train.quiet import import_tensorflow
 

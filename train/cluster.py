@@ -11,6 +11,7 @@ only tl-edge installed (`pip install 'tl-edge[cluster]'`; TensorFlow too where G
 import collections
 import logging
 import os
+import socket
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from tl.train.embeddings import Todo, compute_here
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 32  # images per actor call and per extractor call
+PROBE_TIMEOUT_S = 5
 INSTALL = "pip install 'tl-edge[cluster]'"
 
 
@@ -37,12 +39,23 @@ def import_ray():
     return ray
 
 
+def preflight(address):
+    """Checks, before TensorFlow starts, that Ray is installed and something listens at --ray's address."""
+    import_ray()
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS")
+    if address:
+        _probe(address)
+
+
 def connect(address):
     """Connects to the cluster: "auto" is $RAY_ADDRESS, else a new local cluster; returns what was joined."""
     ray = import_ray()
     if address == "auto":
         address = os.environ.get("RAY_ADDRESS") or None
     kwargs = {} if address else {"include_dashboard": False}
+    if address:
+        _probe(address)
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as e:
@@ -53,6 +66,21 @@ def connect(address):
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # no "execution finished" lines between our bars
     return address or "local"
+
+
+def _probe(address, timeout_s=PROBE_TIMEOUT_S):
+    """Fails fast when nothing listens at host:port (Ray itself retries a dead address for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--ray {address!r} is not an address; use host:6379, ray://host:10001 or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ClusterError(
+            f"cannot join the Ray cluster at {address}: nothing answers there ({e.strerror or e}); start it with "
+            "`ray start --head` there, check the address (host:6379, or ray://host:10001 for Ray Client) or use "
+            "--ray auto for a local one"
+        ) from e
 
 
 class Embedder:
