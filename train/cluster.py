@@ -87,16 +87,18 @@ class Embedder:
     """A Ray Data callable class: one per actor, holding one extractor; embeds batches of Todo rows."""
 
     def __init__(self, engine, model, backbone, spec, dim, mixed_precision=False):
+        import ray
+
         self.spec, self.dim = spec, dim
+        ctx = ray.get_runtime_context()
         if engine == "litert":
             from tl.train.litert_embed import LiteRTExtractor
 
-            self.extract = LiteRTExtractor(model)
+            # As many threads as CPUs Ray gave this actor: actors sharing a machine must not oversubscribe it.
+            cpus = max(1, int(ctx.get_assigned_resources().get("CPU", 1)))
+            self.extract = LiteRTExtractor(model, threads=cpus)
         else:
             self.extract = _tf_extractor(model, backbone, mixed_precision)
-        import ray
-
-        ctx = ray.get_runtime_context()
         self.node = f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
         self.worker = ctx.get_actor_id() or ctx.get_worker_id()
 
