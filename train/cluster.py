@@ -12,6 +12,7 @@ import collections
 import logging
 import os
 import socket
+import warnings
 
 import numpy as np
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 32  # images per actor call and per extractor call
 PROBE_TIMEOUT_S = 5
+ACTOR_START_TIMEOUT_S = 300
 INSTALL = "pip install 'tl-edge[cluster]'"
 
 
@@ -63,7 +65,15 @@ def connect(address):
             f"cannot join the Ray cluster at {address} ({e}); start it with `ray start --head` there, check the "
             "address (host:6379, or ray://host:10001 for Ray Client) or use --ray auto for a local one"
         ) from e
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    # Every actor up before the first block goes out: else the first ready one takes a short list alone.
+    ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
+    # The blocks are short lists of paths, all made on the driver's node: locality would send every one to the
+    # actor there while it keeps up, and leave the other nodes idle.
+    ctx.execution_options.actor_locality_enabled = False
+    # SPREAD reaches Ray as a remote argument, which Ray 2.60 warns about on every pass (it still works).
+    warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # no "execution finished" lines between our bars
     return address or "local"
 
@@ -185,10 +195,12 @@ class RayEmbedder:
 
         items = [{"index": t.index, "path": t.path, "digest": t.digest, "views": ",".join(t.views)} for t in todo]
         self.workers.append(set())
-        blocks = max(1, min(len(items), max(2 * self.actors, len(items) // BATCH_SIZE)))
+        # Small blocks, at most two queued per actor: the work spreads over every actor, even on a short list.
+        blocks = max(1, min(len(items), max(4 * self.actors, len(items) // BATCH_SIZE)))
+        pool = ray.data.ActorPoolStrategy(size=self.actors, max_tasks_in_flight_per_actor=2)
         ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
             Embedder, fn_constructor_kwargs=self._constructor(), batch_size=BATCH_SIZE, batch_format="numpy",
-            concurrency=self.actors, num_cpus=1, num_gpus=1 if self.gpus else 0, scheduling_strategy="SPREAD")
+            compute=pool, num_cpus=1, num_gpus=1 if self.gpus else 0, scheduling_strategy="SPREAD")
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 yield from self._rows(batch)
