@@ -159,15 +159,18 @@ def main():
     train, val = Path(a.data) / "train", Path(a.data) / "val"
     with tempfile.TemporaryDirectory() as tmp:
         rows = training_rows(train, val, tmp)
+        agree = scaling.agreement(Path(tmp) / "c1", Path(tmp) / "c2")
         ray = scaling.ray_rows(measure, [train, "--val-dir", val], tmp, Path(tmp) / "c0" / "extractors")
         n_images = sum(1 for d in (train, val) for p in d.rglob("*") if p.is_file())
         memory = scaling.memory_rows(measure, tmp, a.weights, n_images)
     date = datetime.date.today().isoformat()
     lines = training_lines(rows, date, a.data, train, val)
+    lines += scaling.agreement_lines(agree, rows[COLD], rows[COLD_TF])
     lines += scaling.scaling_lines(rows[COLD], rows[COLD_TF], ray, memory)
     (HERE / "training.md").write_text("\n".join(lines) + "\n")
     (HERE / "training.json").write_text(json.dumps({"date": date, "machine": machine_line(), "gpu_path": "not measured",
-                                                    "rows": rows, "ray": ray, "memory": memory}, indent=2))
+                                                    "rows": rows, "agreement": agree, "ray": ray,
+                                                    "memory": memory}, indent=2))
     print("\n".join(lines))
 
 

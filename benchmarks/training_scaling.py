@@ -3,7 +3,6 @@
 Not run on its own; training.py calls `ray_rows` and `memory_rows` and renders them with `scaling_lines`.
 """
 
-import json
 import shutil
 import sys
 import time
@@ -123,5 +122,25 @@ def scaling_lines(plain, tf_row, ray, memory):
     return lines
 
 
-def dumps(rows):
-    return json.dumps(rows, indent=2)
+def agreement(lite_cache, tf_cache):
+    """How far the LiteRT embeddings are from TensorFlow's, over every entry both cold runs cached."""
+    lite = {p.relative_to(lite_cache / "embeddings"): p for p in (lite_cache / "embeddings").rglob("*.npy")}
+    worst_abs, worst_excess, cosines = 0.0, -np.inf, []
+    for key, path in lite.items():
+        a, b = np.load(path), np.load(tf_cache / "embeddings" / key)
+        worst_abs = max(worst_abs, float(np.abs(a - b).max()))
+        worst_excess = max(worst_excess, float((np.abs(a - b) - 1e-4 * np.abs(b)).max()))  # vs rtol 1e-4
+        cosines.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)))
+    return {"vectors": len(lite), "max_abs_diff": worst_abs, "max_abs_beyond_rtol_1e-4": worst_excess,
+            "min_cosine": min(cosines)}
+
+
+def agreement_lines(agree, lite_row, tf_row):
+    return [
+        "", "## LiteRT against TensorFlow", "",
+        f"Over all {agree['vectors']} embeddings both cold runs cached (224 px, every view): largest "
+        f"absolute difference {agree['max_abs_diff']:.2e}, largest beyond `rtol=1e-4` {agree['max_abs_beyond_rtol_1e-4']:.2e} "
+        f"(the documented tolerance is `rtol=atol=1e-4`, `tl.train.litert_embed.TOLERANCE`), lowest cosine "
+        f"{agree['min_cosine']:.7f}. Held-out accuracy: {100 * lite_row['val_accuracy']:.1f} % with LiteRT, "
+        f"{100 * tf_row['val_accuracy']:.1f} % with TensorFlow.",
+    ]
