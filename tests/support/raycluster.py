@@ -47,7 +47,7 @@ def session_pids(sid):
 
 def stop_node(proc):
     """Stops one node and every process it started: SIGTERM to its whole session, then SIGKILL what is left."""
-    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
         for pid in session_pids(proc.pid) or [proc.pid]:
             try:
                 os.kill(pid, sig)
