@@ -58,6 +58,7 @@ def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, r
     Example:
       tl-train photos/ --out runs/door --val-dir photos-val/
       tl-train photos/ --out runs/door --val-split 0.2 --image-size 160 --fine-tune-layers 30
+      tl-train /shared/photos --out runs/door --ray head:6379   # embed on a Ray cluster
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tl.train.backbones import BackboneSpec
