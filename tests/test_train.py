@@ -1,6 +1,8 @@
 """tl-train end to end on tiny synthetic colour classes (random weights), and its refusals."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -96,16 +98,37 @@ def test_random_weights_val_split_records_the_held_out_files(colour_data, tmp_pa
     assert [s.label for s in run.val_samples()] == [y for _, y in rec["data"]["val_files"]]
 
 
-def test_fine_tuning_and_mirrored_strategy(colour_data, tmp_path):
+# Two logical CPU devices, made before tl-train starts TensorFlow: MirroredStrategy then runs two replicas.
+TWO_CPUS = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tl.train.cli import main
+main()
+"""
+
+
+def test_fine_tuning_and_mirrored_strategy_on_two_replicas(colour_data, tmp_path):
     train, val = colour_data
-    result = run_cli([train, "--out", tmp_path / "ft", "--val-dir", val, "--cache-dir", tmp_path / "c",
-                      "--fine-tune-layers", "10", "--fine-tune-epochs", "1", "--strategy", "mirrored",
-                      "--hidden", "16", *RANDOM])
-    assert result.exit_code == 0, result.output
+    args = [train, "--out", tmp_path / "ft", "--val-dir", val, "--cache-dir", tmp_path / "c",
+            "--fine-tune-layers", "2", "--fine-tune-epochs", "1", "--strategy", "mirrored", "--hidden", "16", "--views", "none",
+            *RANDOM]
+    result = subprocess.run([sys.executable, "-c", TWO_CPUS, *map(str, args)], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     rec = json.loads((tmp_path / "ft" / "train.json").read_text())
     assert list(rec["history"]) == ["head", "fine-tune"]
-    assert rec["environment"]["strategy"] == "MirroredStrategy"
+    assert rec["environment"]["strategy"] == "MirroredStrategy" and rec["environment"]["replicas"] == 2
     assert rec["timings"]["fine_tune_s"] > 0
+
+
+def test_multiworker_is_refused_with_the_way_to_more_machines(colour_data, tmp_path):
+    train, val = colour_data
+    result = CliRunner().invoke(main, [str(train), "--out", str(tmp_path / "run"), "--strategy", "multiworker"])
+    assert result.exit_code == 2
+    assert "--strategy multiworker was removed" in result.output and "--ray" in result.output
+    assert "keras-team/keras#20585" in result.output and not (tmp_path / "run").exists()
 
 
 def test_unfreeze_top_keeps_batchnorm_frozen():

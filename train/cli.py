@@ -42,20 +42,23 @@ CONTEXT = {**CONTEXT_SETTINGS, "show_default": True}
 @click.option("--fine-tune-epochs", type=int, default=5, help="Most fine-tuning epochs (early stopping applies).")
 @click.option("--fine-tune-lr", type=float, default=1e-5, help="Fine-tuning learning rate (low, to nudge pretrained features).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Embedding cache folder. [default: $XDG_CACHE_HOME/tl-edge or ~/.cache/tl-edge]")
-@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", help="tf.distribute strategy: auto mirrors across GPUs when there are several; multiworker reads TF_CONFIG.")
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto", help="tf.distribute strategy for the head and fine-tuning: auto mirrors across the GPUs of this machine when there are several. multiworker was removed (it fails with two workers): use --ray for more machines.")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS", help="Embed the images on a Ray cluster (host:6379, ray://host:10001, or auto: $RAY_ADDRESS, else a new local cluster); the head trains here. Needs tl-edge[cluster] and image paths every node can read. [default: embed on this machine]")
+@click.option("--embedder", type=click.Choice(["auto", "tf", "litert"]), default="auto", help="What runs the backbone over the images: litert (LiteRT/XNNPACK, converted once and cached; ~2x faster on a CPU), tf (TensorFlow), or auto: litert without a GPU, tf with one or with --weights none.")
 @click.option("--mixed-precision", is_flag=True, default=False, help="Use mixed_float16 on a GPU (ignored on CPU).")
 @click.option("--verbose", "-v", is_flag=True, help="Log more detail.")
 @exits_on_error
 def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, resize, weights, views, epochs, patience,
          batch_size, learning_rate, dropout, hidden, l2, label_smoothing, class_weights, prior_scale, imagenet_top,
          operating_target, fine_tune_layers,
-         fine_tune_epochs, fine_tune_lr, cache_dir, strategy, mixed_precision, verbose):
+         fine_tune_epochs, fine_tune_lr, cache_dir, strategy, ray_address, embedder, mixed_precision, verbose):
     """Train a classifier on DATA_DIR (one sub-folder of images per class) and write RUN_DIR.
 
     \b
     Example:
       tl-train photos/ --out runs/door --val-dir photos-val/
       tl-train photos/ --out runs/door --val-split 0.2 --image-size 160 --fine-tune-layers 30
+      tl-train /shared/photos --out runs/door --ray head:6379   # embed on a Ray cluster
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tl.train.backbones import BackboneSpec
@@ -73,11 +76,15 @@ def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, r
                         prior_scale=prior_scale),
         operating_target=operating_target, imagenet_top=imagenet_top,
         fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
-        cache_dir=cache_dir, strategy=strategy, mixed_precision=mixed_precision,
+        cache_dir=cache_dir, strategy=strategy, mixed_precision=mixed_precision, embedder=embedder, ray=ray_address,
     )
     _check_numbers(cfg)
     with cli_logging("tl-train", int(verbose), default=logging.WARNING):
         datasets = check_inputs(cfg)  # before TensorFlow starts: a refusal is quick and leaves nothing behind
+        if cfg.ray:
+            from tl.train.cluster import preflight
+
+            preflight(cfg.ray)
         if not verbose:
             from tl.train.quiet import import_tensorflow
 
@@ -91,7 +98,10 @@ def main(data_dir, out, val_dir, val_split, seed, backbone, alpha, image_size, r
 
 def _check_numbers(cfg):
     from tl.device.errors import ConfigError
+    from tl.train.distribute import REMOVED
 
+    if cfg.strategy in REMOVED:
+        raise ConfigError(REMOVED[cfg.strategy])
     h = cfg.head
     if not 0 <= h.dropout < 1:
         raise ConfigError(f"--dropout {h.dropout} must be in [0, 1)")

@@ -1,13 +1,23 @@
-"""Choosing a tf.distribute strategy and mixed precision (one GPU, many GPUs, many hosts)."""
+"""Choosing a tf.distribute strategy and mixed precision (one device, or several GPUs in one box).
+
+More machines are a Ray cluster's job (tl-train --ray, tl.train.cluster): the costly embedding pass
+spreads over it and the head trains on one machine. TensorFlow's MultiWorkerMirroredStrategy was
+offered here once and removed: with Keras 3 it fails in fit() as soon as a second worker joins
+(keras-team/keras#20585).
+"""
 
 import logging
-import os
 
 from tl.device.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+STRATEGIES = ("auto", "default", "mirrored")
+REMOVED = {
+    "multiworker": "--strategy multiworker was removed: MultiWorkerMirroredStrategy fails in Keras 3 fit() with "
+    "more than one worker (keras-team/keras#20585). To use more machines, embed on a Ray cluster: "
+    "tl-train DATA --out RUN --ray ADDRESS (or --ray auto)",
+}
 
 
 def make_strategy(name):
@@ -15,11 +25,16 @@ def make_strategy(name):
 
     Args:
       name: "auto" (MirroredStrategy when more than one GPU is visible, else the default),
-        "default" (one device), "mirrored" (all local GPUs, or the CPU), "multiworker"
-        (MultiWorkerMirroredStrategy; the cluster comes from the TF_CONFIG variable).
+        "default" (one device), "mirrored" (every local GPU; without GPUs, every logical CPU device,
+        which is how the tests run two replicas on one CPU).
+
+    Raises:
+      ConfigError: an unknown or removed strategy, with what to use instead.
     """
     import tensorflow as tf
 
+    if name in REMOVED:
+        raise ConfigError(REMOVED[name])
     if name not in STRATEGIES:
         raise ConfigError(f"--strategy {name!r} is unknown; use one of {', '.join(STRATEGIES)}")
     gpus = tf.config.list_physical_devices("GPU")
@@ -27,11 +42,10 @@ def make_strategy(name):
         name = "mirrored" if len(gpus) > 1 else "default"
     if name == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
+    if gpus:
         return tf.distribute.MirroredStrategy()
-    if "TF_CONFIG" not in os.environ:
-        log.warning("--strategy multiworker without TF_CONFIG: running as a single worker")
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(cpus if len(cpus) > 1 else None)
 
 
 def set_mixed_precision(enabled):

@@ -1,8 +1,11 @@
 """Frozen-backbone embeddings, computed once per image and view and cached on disk."""
 
+import collections
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -177,15 +180,40 @@ class Embedded:
     misses: int = 0
 
 
-def _digest(path):
-    """Reads a sample and checks its header; returns (bytes, content hash). Raises ImageError."""
+@dataclasses.dataclass(frozen=True)
+class Todo:
+    """One image with views missing from the cache: its index in the sample list, path, content hash, views."""
+
+    index: int
+    path: str
+    digest: str
+    views: tuple
+
+
+def file_digest(path):
+    """Reads a sample and checks its header; returns its content hash (the bytes are not kept).
+
+    Raises:
+      ImageError: a file that is no image within the pixel limit. The header is checked before the
+        cache is asked: the pixel limit can change between runs, so its verdict is never cached.
+    """
     data = read_bytes(path)
-    # Before the cache: the pixel limit can change between runs, so its verdict is never cached.
     check_header(data, str(path))
-    return data, hashlib.sha256(data).hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
-def _decode_views(path, data, views, spec):
+def decode_views(path, digest, views, spec):
+    """Reads, checks and decodes one image into its views: {view: uint8 image}, or the reason it cannot.
+
+    The bytes are hashed again: a file changed since the cache lookup would otherwise be cached under
+    the old content's hash.
+    """
+    try:
+        data = read_bytes(path)
+    except ImageError as e:
+        return e.reason
+    if hashlib.sha256(data).hexdigest() != digest:
+        return "changed while tl-train was reading it; run again"
     try:
         rgb = decode_image(data, str(path))
     except ImageError as e:
@@ -193,7 +221,7 @@ def _decode_views(path, data, views, spec):
     return {v: view_image(rgb, v, spec) for v in views}
 
 
-def embed_samples(samples, views, extractor, spec, cache, batch_size=32, desc="embedding", workers=2):
+def embed_samples(samples, views, extractor, spec, cache, batch_size=32, desc="embedding", workers=2, compute=None):
     """Returns the embeddings of every sample and view, from the cache or computed now.
 
     Args:
@@ -205,12 +233,28 @@ def embed_samples(samples, views, extractor, spec, cache, batch_size=32, desc="e
       batch_size: images per extractor call.
       desc: progress bar label.
       workers: decoding threads (OpenCV releases the GIL while decoding and resizing).
+      compute: None to compute here, or a callable taking the Todo list and yielding
+        (index, digest, view, vector) — view None and a reason string for an unreadable image —
+        in any order (tl.train.cluster computes on a Ray cluster this way).
     """
-    found, todo, skipped = {}, [], []
-    hits = 0
+    found, todo, skipped, hits = lookup(samples, views, cache)
+    misses = sum(len(t.views) for t in todo)
+    if todo:
+        if compute is None:
+            compute = functools.partial(compute_here, extractor=extractor, spec=spec, batch_size=batch_size,
+                                        workers=workers)
+        _store(compute(todo), samples, found, skipped, cache, desc, misses)
+    kept = sorted(found)
+    vectors = {v: np.stack([found[i][v] for i in kept]) if kept else np.zeros((0, 0), np.float32) for v in views}
+    return Embedded(vectors=vectors, kept=kept, skipped=skipped, hits=hits, misses=misses)
+
+
+def lookup(samples, views, cache):
+    """Hashes every file and looks its views up: (found {index: {view: vector or None}}, Todo list, skipped, hits)."""
+    found, todo, skipped, hits = {}, [], [], 0
     for i, s in enumerate(samples):
         try:
-            data, digest = _digest(s.path)
+            digest = file_digest(s.path)
         except ImageError as e:
             skipped.append(Skipped(str(s.path), e.reason))
             continue
@@ -219,51 +263,65 @@ def embed_samples(samples, views, extractor, spec, cache, batch_size=32, desc="e
             skipped.append(Skipped(str(s.path), bad))
             continue
         vecs = {v: cache.get(digest, v) for v in views}
-        missing = [v for v in views if vecs[v] is None]
+        missing = tuple(v for v in views if vecs[v] is None)
         hits += len(views) - len(missing)
         found[i] = vecs
         if missing:
-            todo.append((i, digest, data, missing))
-
-    misses = sum(len(t[3]) for t in todo)
-    if todo:
-        _compute(samples, todo, found, skipped, extractor, spec, cache, batch_size, desc, workers, misses)
-    kept = sorted(found)
-    vectors = {v: np.stack([found[i][v] for i in kept]) if kept else np.zeros((0, 0), np.float32) for v in views}
-    return Embedded(vectors=vectors, kept=kept, skipped=skipped, hits=hits, misses=misses)
+            todo.append(Todo(i, str(s.path), digest, missing))
+    return found, todo, skipped, hits
 
 
-def _compute(samples, todo, found, skipped, extractor, spec, cache, batch_size, desc, workers, total):
-    batch, owners = [], []
-
-    def flush():
-        out = np.asarray(extractor(np.stack(batch)), dtype=np.float32)
-        for (i, digest, view), vec in zip(owners, out):
-            cache.put(digest, view, vec)
-            found[i][view] = vec
-        bar.update(len(batch))
-        batch.clear()
-        owners.clear()
-
-    with tqdm(total=total, desc=desc, unit="img", leave=False) as bar, concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        # Decode a bounded chunk ahead of the extractor, so memory stays flat on big folders.
-        chunk = 8 * batch_size
-        decoded = (
-            r
-            for k in range(0, len(todo), chunk)
-            for r in pool.map(lambda t: _decode_views(samples[t[0]].path, t[2], t[3], spec), todo[k : k + chunk])
-        )
-        for (i, digest, _data, missing), result in zip(todo, decoded):
-            if isinstance(result, str):
-                cache.put_bad(digest, result)
-                skipped.append(Skipped(str(samples[i].path), result))
-                del found[i]
-                bar.update(len(missing))
+def _store(results, samples, found, skipped, cache, desc, total):
+    """Writes computed embeddings into the cache as they arrive."""
+    with tqdm(total=total, desc=desc, unit="img", leave=False) as bar:
+        for i, digest, view, value in results:
+            if view is None:  # unreadable: remembered, so a warm run does not decode it again
+                cache.put_bad(digest, value)
+                skipped.append(Skipped(str(samples[i].path), value))
+                bar.update(sum(v is None for v in found.pop(i).values()))
                 continue
-            for view in missing:
+            cache.put(digest, view, value)
+            found[i][view] = value
+            bar.update(1)
+
+
+def compute_here(todo, extractor, spec, batch_size=32, workers=2):
+    """Embeds the Todo list on this machine, decoding ahead of the extractor in a thread pool.
+
+    Yields (index, digest, view, vector), or (index, digest, None, reason) for an unreadable image.
+    Decoding (OpenCV releases the GIL) overlaps with inference, and at most a few batches of
+    decoded images are held at once, so memory stays flat on big folders.
+    """
+    batch, owners = [], []
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        decoded = _ahead(pool, lambda t: decode_views(t.path, t.digest, t.views, spec), todo, 2 * batch_size)
+        for t, result in zip(todo, decoded):
+            if isinstance(result, str):
+                yield t.index, t.digest, None, result
+                continue
+            for view in t.views:
                 batch.append(result[view])
-                owners.append((i, digest, view))
+                owners.append((t.index, t.digest, view))
                 if len(batch) == batch_size:
-                    flush()
+                    yield from _run(extractor, batch, owners)
         if batch:
-            flush()
+            yield from _run(extractor, batch, owners)
+
+
+def _run(extractor, batch, owners):
+    out = np.asarray(extractor(np.stack(batch)), dtype=np.float32)
+    results = [(i, digest, view, vec) for (i, digest, view), vec in zip(owners, out)]
+    batch.clear()
+    owners.clear()
+    return results
+
+
+def _ahead(pool, fn, items, depth):
+    """Maps fn over items in the pool, in order, keeping `depth` calls running ahead of the consumer."""
+    items = iter(items)
+    pending = collections.deque(pool.submit(fn, x) for x in itertools.islice(items, depth))
+    while pending:
+        result = pending.popleft().result()
+        for x in itertools.islice(items, 1):
+            pending.append(pool.submit(fn, x))
+        yield result

@@ -131,7 +131,9 @@ def train_head(head, x_train, y_train, x_val, y_val, cfg, callbacks=(), seed=0):
     import tensorflow as tf
 
     n = head.output_shape[-1]
-    compile_model(head, cfg.learning_rate, cfg.label_smoothing, steps_per_execution=64)
+    # Several steps per call only on one replica: Keras 3 cannot loop them over a MirroredStrategy's replicas.
+    steps = 64 if tf.distribute.get_strategy().num_replicas_in_sync == 1 else 1
+    compile_model(head, cfg.learning_rate, cfg.label_smoothing, steps_per_execution=steps)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
     # A tf.data pipeline reshuffled every epoch: far less per-epoch overhead than numpy arrays.
     train_ds = (

@@ -1,5 +1,6 @@
 """tl-train's pipeline: scan → cached embeddings → head → (fine-tune) → evaluate → RUN_DIR."""
 
+import contextlib
 import dataclasses
 import logging
 import platform
@@ -16,9 +17,10 @@ from tl.device.model.contract import InputSpec
 from tl.train import artifacts, openset, report
 from tl.train import calibration as cal
 from tl.train.backbones import BackboneSpec, build_backbone
-from tl.train.embeddings import EmbeddingCache, default_cache_dir, embed_samples, view_image
+from tl.train.embeddings import embed_samples, view_image
 from tl.train.head import HeadConfig, build_head, epoch_bar, fold_temperature, train_head
 from tl.train.inputs import check_inputs
+from tl.train.litert_embed import setup_embedding
 from tl.train.split import stratified_split
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ class TrainConfig:
     cache_dir: Path = None
     strategy: str = "auto"
     mixed_precision: bool = False
+    embedder: str = "auto"
+    ray: str = None
     operating_target: float = cal.DEFAULT_TARGET
     imagenet_top: Path = None
 
@@ -64,18 +68,10 @@ def _usable(dataset, embedded, what, every_class=True):
 
 
 def _extractor(features):
-    """Wraps backbone + global average pooling into a fixed-batch compiled function."""
-    import keras
-    import tensorflow as tf
+    """The TensorFlow extractor of a backbone and its embedding size (benchmarks use it)."""
+    from tl.train.litert_embed import pooled_model, tf_extractor
 
-    pooled = keras.Model(features.input, keras.layers.GlobalAveragePooling2D()(features.output))
-    # uint8 crosses into TensorFlow (4× fewer bytes) and is cast inside the graph.
-    fn = tf.function(lambda x: pooled(tf.cast(x, tf.float32), training=False), reduce_retracing=True)
-
-    def run(batch):
-        return fn(tf.convert_to_tensor(batch)).numpy()
-
-    return run, pooled.output_shape[-1]
+    return tf_extractor(pooled_model(features)), features.output_shape[-1]
 
 
 def build_classifier(features, head):
@@ -120,16 +116,19 @@ class TrainingData:
     misses: int
 
 
-def embed_data(cfg, train_set, val_set, extract, spec, cache):
-    """Embeds the training (all views) and validation images, splitting when there is no --val-dir."""
+def embed_data(cfg, train_set, val_set, extract, spec, cache, compute=None):
+    """Embeds the training (all views) and validation images, splitting when there is no --val-dir.
+
+    `compute` is embed_samples' (None: here; tl.train.cluster's: on a Ray cluster).
+    """
     # The door-camera views are embedded for the open-set radii (tl.train.openset) even when not trained on.
     views = tuple(dict.fromkeys((*cfg.views, *openset.DOOR_VIEWS)))
-    emb = embed_samples(train_set.samples, views, extract, spec, cache, desc="train embeddings")
+    emb = embed_samples(train_set.samples, views, extract, spec, cache, desc="train embeddings", compute=compute)
     y_all = _usable(train_set, emb, f"DATA_DIR {cfg.data_dir}")
     skipped, hits, misses = train_set.skipped + emb.skipped, emb.hits, emb.misses
     kept = [train_set.samples[i] for i in emb.kept]
     if val_set is not None:
-        vemb = embed_samples(val_set.samples, ("orig",), extract, spec, cache, desc="val embeddings")
+        vemb = embed_samples(val_set.samples, ("orig",), extract, spec, cache, desc="val embeddings", compute=compute)
         y_val = _usable(val_set, vemb, f"--val-dir {cfg.val_dir}", every_class=False)
         x_val, val_samples = vemb.vectors["orig"], [val_set.samples[i] for i in vemb.kept]
         tr = np.arange(len(kept))
@@ -178,15 +177,17 @@ def train(cfg, echo=print, datasets=None):
     mixed = set_mixed_precision(cfg.mixed_precision)
     with strategy.scope():
         features = build_backbone(cfg.backbone)
-    extract, dim = _extractor(features)
-    cache = EmbeddingCache(cfg.cache_dir or default_cache_dir(), cfg.backbone.cache_key(cfg.resize))
+    engine, extract, cache = setup_embedding(cfg, features, mixed)
     cache.check_writable()  # a read-only cache is read, with one warning, and not extended
+    dim = features.output_shape[-1]
     timings["setup_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    data = embed_data(cfg, train_set, val_set, extract, spec, cache)
+    with _compute_on(cfg, engine, features, spec) as cluster:
+        data = embed_data(cfg, train_set, val_set, extract, spec, cache, compute=cluster and cluster.compute)
     timings["embed_s"] = time.perf_counter() - t
-    echo(f"embeddings: {data.hits} from cache, {data.misses} computed; {len(data.skipped)} file(s) skipped")
+    echo(f"embeddings: {data.hits} from cache, {data.misses} computed ({engine.name}"
+         f"{', on Ray' if cluster else ''}); {len(data.skipped)} file(s) skipped")
 
     t = time.perf_counter()
     prior = _prior(cfg, dim, data.x_train)
@@ -223,6 +224,8 @@ def train(cfg, echo=print, datasets=None):
     timings["evaluate_s"] = time.perf_counter() - t - timings.get("fine_tune_s", 0.0)
 
     record = make_record(cfg, labels, spec, dim, data, cache, metrics, phases, strategy, mixed)
+    record["embedding"] = engine.to_json()
+    record["cluster"] = cluster.record() if cluster else None
     record["calibration"] = calibration["temperature"]
     record["operating_points"] = calibration["operating_points"]
     record["imagenet_prior"] = None if prior is None else {"scale": cfg.head.prior_scale, "weights": prior[2],
@@ -235,6 +238,15 @@ def train(cfg, echo=print, datasets=None):
     # After train.json, which records the file's hash: tl-convert refuses statistics of another run.
     openset.write_stats(cfg.out, stats)
     return record
+
+
+def _compute_on(cfg, engine, features, spec):
+    """A context: the Ray cluster that embeds (tl.train.cluster.RayEmbedder), or None without --ray."""
+    if not cfg.ray:
+        return contextlib.nullcontext(None)
+    from tl.train.cluster import RayEmbedder
+
+    return RayEmbedder(cfg.ray, engine, features, cfg.backbone, spec)
 
 
 def _prior(cfg, dim, x):
