@@ -166,3 +166,27 @@ def test_unknown_frames_while_open_let_the_door_close_on_time():
     events = [d.event for i in range(3) for d in p.update(i * 0.1, DOG)]
     events += [d.event for i in range(40) for d in p.update(0.3 + i * 0.1, DOG, UNKNOWN)]
     assert events == ["door_open", "door_close"]
+
+
+def test_door_subset_caps_each_class_evenly():
+    y = np.array([0] * 5 + [1] * 12 + [2] * 3)
+    sub = train_openset.door_subset(y, cap=4)
+    assert np.bincount(y[sub]).tolist() == [4, 4, 3]
+    ones = sub[y[sub] == 1]
+    assert ones[0] == 5 and ones[-1] == 16  # spread over the class, first and last included
+    assert np.array_equal(train_openset.door_subset(y, cap=20), np.arange(20))
+
+
+def test_radii_use_only_the_images_with_door_views():
+    x, y = clusters(40, modes=(1, 2, 1), seed=3)
+    view = normalise(x + 0.3 * np.random.default_rng(5).normal(size=x.shape))
+    sub = train_openset.door_subset(y, cap=15)
+    masked = np.full_like(view, np.nan)
+    masked[sub] = view[sub]
+    got = train_openset.compute_stats(x, y, ["cat", "dog", "other"], views=[masked]).radii
+    # Expected: the held-out distances of the subset only, originals and views alike (an even mix of views).
+    d = train_openset.held_out_distances(x, y, 3, views=[view]).reshape(2, -1)[:, sub].reshape(-1)
+    want = train_openset.class_radii(d, np.tile(y[sub], 2), 3)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    full = train_openset.compute_stats(x, y, ["cat", "dog", "other"], views=[view]).radii
+    assert not np.allclose(got, full)  # the mask made a difference

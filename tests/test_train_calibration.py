@@ -105,3 +105,34 @@ def test_prior_branch_matches_numpy_and_temperature_folds_into_every_logit_path(
     np.testing.assert_allclose(p, cal.softmax(offset), atol=1e-4)
     fold_temperature(head, 2.0)
     np.testing.assert_allclose(head.predict(x, verbose=0), cal.softmax(offset / 2.0), atol=1e-4)
+
+
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_head_with_prior_trains_its_own_path_on_precomputed_offsets(hidden):
+    from tl.train.head import HeadConfig, build_head, fitted_part, train_head
+
+    rng = np.random.default_rng(1)
+    kernel, bias = rng.normal(0, 0.3, (16, 1000)).astype(np.float32), rng.normal(0, 0.1, 1000).astype(np.float32)
+    x = rng.normal(0, 1, (96, 16)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 1)
+    cfg = HeadConfig(prior_scale=0.5, hidden=hidden, epochs=3, patience=3)
+    head = build_head(16, 3, cfg, prior=(kernel, bias), prior_dogs=[1])
+    frozen = [w.copy() for w in head.get_layer("imagenet_dog").get_weights()]
+    model, (xs, offs), _ = fitted_part(head, x, x[:8])
+    assert model is not head and xs is x and offs.shape == (96, 3)
+    np.testing.assert_allclose(offs[:, [0, 2]], 0.0)  # only the dog class gets the margin
+    before = head.get_layer("logits").get_weights()[0].copy()
+    history = train_head(head, x, y, x[:32], y[:32], cfg)
+    assert len(history["loss"]) == 3 and "val_loss" in history
+    assert not np.allclose(head.get_layer("logits").get_weights()[0], before)  # the head's own layer was trained
+    np.testing.assert_array_equal(head.get_layer("imagenet_dog").get_weights()[0], frozen[0])  # the prior was not
+    # The fitted model and the head are one function of the embedding.
+    np.testing.assert_allclose(model.predict((x, offs), verbose=0), head.predict(x, verbose=0), atol=1e-5)
+
+
+def test_head_without_prior_is_fitted_as_it_is():
+    from tl.train.head import HeadConfig, build_head, fitted_part
+
+    head = build_head(16, 3, HeadConfig())
+    x = np.zeros((4, 16), np.float32)
+    assert fitted_part(head, x, x) == (head, x, x)

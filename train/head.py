@@ -102,6 +102,8 @@ def one_hot(y, num_classes):
 def validation_callback(x_val, y_val, label_smoothing):
     """A callback that puts val_loss and val_accuracy into each epoch's logs with one model call.
 
+    `x_val` is the model's input: one array, or a tuple of arrays for a model with several inputs.
+
     Keras' own validation_data path costs more than the head's whole training epoch (a fresh
     evaluation loop per epoch); the head's validation set is one small matrix, so one call does it.
     Listed before EarlyStopping, whose on_epoch_end then sees val_loss as usual.
@@ -109,7 +111,8 @@ def validation_callback(x_val, y_val, label_smoothing):
     import keras
     import tensorflow as tf
 
-    x, y = tf.constant(x_val), tf.constant(y_val)
+    x = tuple(tf.constant(a) for a in x_val) if isinstance(x_val, tuple) else tf.constant(x_val)
+    y = tf.constant(y_val)
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
 
     class Validation(keras.callbacks.Callback):
@@ -119,6 +122,41 @@ def validation_callback(x_val, y_val, label_smoothing):
             logs["val_accuracy"] = float(np.mean(np.argmax(p, 1) == np.argmax(y_val, 1)))
 
     return Validation()
+
+
+TRAINABLE_PATH = ("dropout", "hidden", "hidden_dropout", "logits")  # embedding -> logits, in order
+
+
+def fitted_part(head, x_train, x_val):
+    """The model that training fits, and its inputs: the head itself, or — with the ImageNet prior — its trainable path.
+
+    The prior's offset is a frozen function of the embedding (tl.train.prior.prior_branch: a 1280x1000 product and
+    two max-poolings, far costlier than the head's own Dense), so it is computed once per row here, and the fitted
+    model adds it as a second input. That model shares its layers with `head`: fitting it trains the head, and the
+    head's scores equal the fitted model's on the same rows (tests/test_head.py checks both).
+
+    Returns:
+      (model, x_train, x_val), the inputs as the model takes them.
+    """
+    import keras
+
+    names = [layer.name for layer in head.layers]
+    if "imagenet_prior" not in names:
+        return head, x_train, x_val
+    offsets = keras.Model(head.input, head.get_layer("imagenet_prior").output, name="prior_offsets")
+
+    def with_offsets(x):
+        return x, offsets.predict(x, batch_size=1024, verbose=0).astype(np.float32)
+
+    emb = keras.Input(head.input_shape[1:], name="embedding")
+    offset = keras.Input(head.output_shape[1:], name="prior_offset")
+    x = emb
+    for name in TRAINABLE_PATH:
+        if name in names:
+            x = head.get_layer(name)(x)
+    logits = keras.layers.Add(dtype="float32")([x, offset])
+    scores = keras.layers.Softmax(dtype="float32")(logits)
+    return keras.Model((emb, offset), scores, name="head_fit"), with_offsets(x_train), with_offsets(x_val)
 
 
 def train_head(head, x_train, y_train, x_val, y_val, cfg, callbacks=(), seed=0):
@@ -131,21 +169,26 @@ def train_head(head, x_train, y_train, x_val, y_val, cfg, callbacks=(), seed=0):
     import tensorflow as tf
 
     n = head.output_shape[-1]
+    model, x_train, x_val = fitted_part(head, x_train, x_val)
     # Several steps per call only on one replica: Keras 3 cannot loop them over a MirroredStrategy's replicas.
     steps = 64 if tf.distribute.get_strategy().num_replicas_in_sync == 1 else 1
-    compile_model(head, cfg.learning_rate, cfg.label_smoothing, steps_per_execution=steps)
+    compile_model(model, cfg.learning_rate, cfg.label_smoothing, steps_per_execution=steps)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
-    # A tf.data pipeline reshuffled every epoch: far less per-epoch overhead than numpy arrays.
+    # A tf.data pipeline reshuffled every epoch: far less per-epoch overhead than numpy arrays. Class weights
+    # travel as per-row sample weights (what Keras' class_weight computes, without its per-batch lookup).
+    rows = (x_train, one_hot(y_train, n))
+    if cfg.class_weights:
+        weights = balanced_class_weights(y_train, n)
+        rows += (np.array([weights[c] for c in range(n)], np.float32)[np.asarray(y_train)],)
     train_ds = (
-        tf.data.Dataset.from_tensor_slices((x_train, one_hot(y_train, n)))
+        tf.data.Dataset.from_tensor_slices(rows)
         .cache()
-        .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
+        .shuffle(len(y_train), seed=seed, reshuffle_each_iteration=True)
         .batch(cfg.batch_size)
     )
-    history = head.fit(
+    history = model.fit(
         train_ds,
         epochs=cfg.epochs,
-        class_weight=balanced_class_weights(y_train, n) if cfg.class_weights else None,
         callbacks=[validation_callback(x_val, one_hot(y_val, n), cfg.label_smoothing), stop, *callbacks],
         shuffle=False,  # the dataset reshuffles itself
         verbose=0,

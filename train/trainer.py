@@ -121,12 +121,22 @@ def embed_data(cfg, train_set, val_set, extract, spec, cache, compute=None):
 
     `compute` is embed_samples' (None: here; tl.train.cluster's: on a Ray cluster).
     """
-    # The door-camera views are embedded for the open-set radii (tl.train.openset) even when not trained on.
-    views = tuple(dict.fromkeys((*cfg.views, *openset.DOOR_VIEWS)))
+    views = tuple(dict.fromkeys(("orig", *cfg.views)))
     emb = embed_samples(train_set.samples, views, extract, spec, cache, desc="train embeddings", compute=compute)
     y_all = _usable(train_set, emb, f"DATA_DIR {cfg.data_dir}")
     skipped, hits, misses = train_set.skipped + emb.skipped, emb.hits, emb.misses
     kept = [train_set.samples[i] for i in emb.kept]
+    # The door-camera views are embedded for the open-set radii (tl.train.openset) even when not trained on,
+    # for a subset of the images (NaN rows for the others).
+    door = [v for v in openset.DOOR_VIEWS if v not in views]
+    if door:
+        sub = openset.door_subset(y_all)
+        demb = embed_samples([kept[i] for i in sub], door, extract, spec, cache, desc="door views", compute=compute)
+        hits, misses = hits + demb.hits, misses + demb.misses
+        for v in door:
+            emb.vectors[v] = np.full_like(emb.vectors["orig"], np.nan)
+            emb.vectors[v][sub[demb.kept]] = demb.vectors[v]
+        views += tuple(door)
     if val_set is not None:
         vemb = embed_samples(val_set.samples, ("orig",), extract, spec, cache, desc="val embeddings", compute=compute)
         y_val = _usable(val_set, vemb, f"--val-dir {cfg.val_dir}", every_class=False)
