@@ -53,18 +53,19 @@ def test_greedy_cover_beats_the_first_columns():
     assert err["chosen"] < 0.5 * err["naive"], err
 
 
-def test_load_prior_defaults_to_columns_and_describe_records_them(tmp_path, monkeypatch):
+def test_load_prior_makes_columns_on_request_and_describe_records_them(tmp_path, monkeypatch):
     kernel, bias = _top()
     monkeypatch.setattr(tp, "read_top", lambda path: (kernel, bias))
     top = tmp_path / "top.h5"
     top.write_bytes(b"")
     backbone = type("B", (), {"name": "mobilenet_v2", "alpha": 1.0})()
     assert isinstance(tp.load_prior(backbone, 24, top)[0], np.ndarray)  # no features: the full top
-    cols, _, _ = tp.load_prior(backbone, 24, top, x=_features())
+    assert isinstance(tp.load_prior(backbone, 24, top, x=_features())[0], np.ndarray)  # the default: full
+    cols, _, _ = tp.load_prior(backbone, 24, top, x=_features(), columns=tp.SMALL_COLUMNS)
     assert isinstance(cols, tp.Columns)
     record = tp.describe(cols)
     assert record["form"] == "columns"
-    assert (len(record["dog_columns"]), len(record["rest_columns"])) == tp.DEFAULT_COLUMNS
+    assert (len(record["dog_columns"]), len(record["rest_columns"])) == tp.SMALL_COLUMNS
     assert tp.describe(kernel) == {"form": "full", "rank": None}
 
 
