@@ -22,10 +22,23 @@ log = logging.getLogger(__name__)
 GROUPS = {"dog": (151, 269), "cat": (281, 286)}  # ImageNet index ranges [start, stop); the rest is "other"
 GROUP_NAMES = ("dog", "cat", "other")
 DEFAULT_SCALE = 10.0
-# Rank of the top carried in the model; 0 keeps the full 1280x1000 kernel (1.3 MB of the int8 file).
-# Rank 64 (1280x64 + 64x1000, int8 file 2.99 MB) keeps the margin on pets (correlation 0.97) but not on
-# species pets/ lacks, and lost the prior's effect on shift (benchmarks/generalisation.md): not the default.
+# Rank of a low-rank top (0: none). Rank 64 (1280x64 + 64x1000, int8 file 2.99 MB) keeps the margin on pets
+# (correlation 0.97) but not on species pets/ lacks, and lost the prior's effect on shift
+# (benchmarks/generalisation.md): not the default.
 DEFAULT_RANK = 0
+# Exact ImageNet columns kept (dog breeds, others), chosen on the training embeddings (`select_columns`);
+# None keeps all 1000 (1.3 MB of the int8 file). (45, 65) makes the int8 file 2.95 MB and keeps shift's
+# false dogs (4.1 %) but loses dog recall (74.8 % vs 91.3 %, benchmarks/generalisation.md): not the default.
+SMALL_COLUMNS = (45, 65)
+DEFAULT_COLUMNS = None
+
+
+class Columns(typing.NamedTuple):
+    """A subset of the ImageNet top's columns: the dog margin over `dog` and `rest` (ImageNet class indices)."""
+
+    kernel: np.ndarray  # (D, 1000), the full kernel; the model carries only the chosen columns
+    dog: np.ndarray  # ImageNet indices of the dog breeds kept
+    rest: np.ndarray  # ImageNet indices of the other classes kept
 
 
 class Factors(typing.NamedTuple):
@@ -81,11 +94,12 @@ def find_top(explicit=None):
     return cached if cached.is_file() else None
 
 
-def load_prior(backbone, dim, explicit=None, x=None, rank=DEFAULT_RANK):
+def load_prior(backbone, dim, explicit=None, x=None, rank=DEFAULT_RANK, columns=DEFAULT_COLUMNS):
     """(kernel, bias, source) of the ImageNet top for `backbone`, or None (with a warning) when there is none.
 
-    With `x` (n, dim) training embeddings and `rank` > 0, the kernel is a rank-`rank` `Factors` fitted
-    to the logits of x (`factorise`): the form the model carries.
+    With `x` (n, dim) training embeddings, the kernel takes the form the model carries: with `rank` > 0
+    a rank-`rank` `Factors` fitted to the logits of x (`factorise`), else with `columns` (dog, rest)
+    the `Columns` chosen on x (`select_columns`); otherwise the full kernel.
 
     Raises:
       ConfigError: the top does not fit the backbone's embedding size.
@@ -106,12 +120,71 @@ def load_prior(backbone, dim, explicit=None, x=None, rank=DEFAULT_RANK):
     if x is not None and 0 < rank < min(kernel.shape):
         u, v, bias = factorise(kernel, bias, rank, x)
         return Factors(u, v), bias, str(path)
+    if x is not None and columns:
+        return select_columns(kernel, bias, x, *columns), bias, str(path)
     return kernel, bias, str(path)
+
+
+def _cover(z, m):
+    """Greedy: indices of `m` columns of z (n, K) whose max comes closest to each row's max (summed shortfall)."""
+    target, cur, chosen = z.max(1), np.full(len(z), -np.inf), []
+    for _ in range(min(m, z.shape[1])):
+        short = (target[:, None] - np.maximum(cur[:, None], z)).sum(0)
+        short[chosen] = np.inf
+        j = int(np.argmin(short))
+        chosen.append(j)
+        cur = np.maximum(cur, z[:, j])
+    return np.array(chosen, np.int64)
+
+
+def select_columns(kernel, bias, x, n_dog, n_rest):
+    """`Columns` of the top that keep the dog margin of the embeddings x (n, D), chosen by ImageNet's own verdict.
+
+    Where the full top calls x a dog breed (margin > 0), `n_dog` breed columns whose max comes closest
+    to the best breed logit; where it does not, `n_rest` other columns whose max comes closest to the
+    best other logit (greedy cover, `_cover`). Leaving a column out can only lower its group's max, so
+    a dropped breed makes a dog less sure, a dropped other class a non-dog more dog-like: the rest
+    columns are chosen where that matters.
+    """
+    z = logits(x, kernel, bias)
+    a, b = GROUPS["dog"]
+    dog, rest = np.arange(a, b), np.setdiff1d(np.arange(z.shape[1]), np.arange(a, b))
+    margin = z[:, dog].max(1) - z[:, rest].max(1)
+    is_dog = margin > 0
+    pick_dog = _cover(z[is_dog][:, dog], n_dog) if is_dog.any() else np.arange(min(n_dog, len(dog)))
+    pick_rest = _cover(z[~is_dog][:, rest], n_rest) if (~is_dog).any() else np.arange(min(n_rest, len(rest)))
+    return Columns(np.asarray(kernel, np.float32), np.sort(dog[pick_dog]), np.sort(rest[pick_rest]))
+
+
+def describe(kernel):
+    """The train.json record of the top's form: full, low rank, or the ImageNet columns kept."""
+    if isinstance(kernel, Factors):
+        return {"form": "rank", "rank": int(kernel.u.shape[1])}
+    if isinstance(kernel, Columns):
+        return {"form": "columns", "rank": None, "dog_columns": kernel.dog.tolist(),
+                "rest_columns": kernel.rest.tolist()}
+    return {"form": "full", "rank": None}
+
+
+def group_kernels(kernel, bias):
+    """{"dog": (k, b), "rest": (k, b)}: the columns whose max makes each side of the dog margin.
+
+    For `Factors` the kernels act on the r-dimensional projection x @ u.
+    """
+    a, b = GROUPS["dog"]
+    if isinstance(kernel, Columns):
+        return {"dog": (kernel.kernel[:, kernel.dog], bias[kernel.dog]),
+                "rest": (kernel.kernel[:, kernel.rest], bias[kernel.rest])}
+    k = kernel.v if isinstance(kernel, Factors) else kernel
+    return {"dog": (k[:, a:b], bias[a:b]),
+            "rest": (np.concatenate([k[:, :a], k[:, b:]], 1), np.concatenate([bias[:a], bias[b:]]))}
 
 
 def logits(x, kernel, bias):
     """(n, 1000) ImageNet logits of (n, D) embeddings; `kernel` an array or `Factors`."""
     x = np.asarray(x, np.float64)
+    if isinstance(kernel, Columns):
+        kernel = kernel.kernel
     if isinstance(kernel, Factors):
         return x @ kernel.u @ kernel.v + bias
     return x @ kernel + bias
@@ -128,9 +201,11 @@ def group_scores(x, kernel, bias):
 
 def dog_margin(x, kernel, bias):
     """(n,) best dog-breed logit minus best other logit of (n, D) embeddings (numpy twin of `prior_branch`)."""
-    z = logits(x, kernel, bias)
-    a, b = GROUPS["dog"]
-    return z[:, a:b].max(1) - np.concatenate([z[:, :a], z[:, b:]], 1).max(1)
+    x = np.asarray(x, np.float64)
+    if isinstance(kernel, Factors):
+        x = x @ kernel.u
+    best = {name: (x @ k + bb).max(1) for name, (k, bb) in group_kernels(kernel, bias).items()}
+    return best["dog"] - best["rest"]
 
 
 def factorise(kernel, bias, rank, x=None, ridge=0.0):
@@ -165,8 +240,8 @@ def prior_classes(labels):
 def prior_branch(x, kernel, bias, scale, num_classes, dog_classes):
     """Frozen Keras layers from the pooled embedding `x` to (batch, C) logit offsets.
 
-    `kernel` is the (D, 1000) ImageNet kernel, or its low-rank `Factors` (then one more Dense layer,
-    "imagenet_basis", projects x on the r directions first).
+    `kernel` is the (D, 1000) ImageNet kernel, its `Columns` (only those columns are carried), or its
+    low-rank `Factors` (then one more Dense layer, "imagenet_basis", projects x on the r directions first).
 
     The offset of each dog class is `scale` times the ImageNet dog margin (the best dog-breed logit
     minus the best logit of every other ImageNet class: log-odds of "a dog breed" against "anything
@@ -175,18 +250,13 @@ def prior_branch(x, kernel, bias, scale, num_classes, dog_classes):
     """
     import keras
 
-    a, b = GROUPS["dog"]
+    x_in = x
     if isinstance(kernel, Factors):  # one shared (D, r) projection, then r -> ImageNet logits
         basis = keras.layers.Dense(kernel.u.shape[1], use_bias=False, trainable=False, name="imagenet_basis")
         x_in = basis(x)
         basis.set_weights([kernel.u])
-        kernel = kernel.v
-    else:
-        x_in = x
-    groups = {"dog": (kernel[:, a:b], bias[a:b]),
-              "rest": (np.concatenate([kernel[:, :a], kernel[:, b:]], 1), np.concatenate([bias[:a], bias[b:]]))}
     best = {}
-    for name, (k, bb) in groups.items():
+    for name, (k, bb) in group_kernels(kernel, bias).items():
         dense = keras.layers.Dense(k.shape[1], trainable=False, name=f"imagenet_{name}")
         z = keras.layers.Reshape((k.shape[1], 1), name=f"imagenet_{name}_column")(dense(x_in))
         best[name] = keras.layers.GlobalMaxPooling1D(name=f"imagenet_{name}_best")(z)

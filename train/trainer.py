@@ -239,7 +239,7 @@ def train(cfg, echo=print, datasets=None):
     record["calibration"] = calibration["temperature"]
     record["operating_points"] = calibration["operating_points"]
     record["imagenet_prior"] = None if prior is None else {"scale": cfg.head.prior_scale, "weights": prior[2],
-                                                          "rank": _rank(prior[0]),
+                                                          **_form(prior[0]),
                                                           "groups": _groups()}
     stats = openset.from_run(cfg, data, model, spec, labels, p_val)
     record["openset"] = openset.summarise(stats)
@@ -268,8 +268,10 @@ def _prior(cfg, dim, x):
     return load_prior(cfg.backbone, dim, cfg.imagenet_top, x=x)
 
 
-def _rank(kernel):
-    return kernel.u.shape[1] if hasattr(kernel, "u") else None
+def _form(kernel):
+    from tl.train.prior import describe
+
+    return describe(kernel)
 
 
 def _prior_dogs(prior, labels):

@@ -72,10 +72,13 @@ class OpenSetStats:
         return float(np.interp(check_quantile(quantile, self.quantiles), self.quantiles, self.softmax))
 
     def to_bytes(self):
-        """Serialises to .npz bytes (float16 prototypes: unit vectors need no more, and the file stays small)."""
+        """Serialises to deflated .npz bytes (float16 prototypes: unit vectors need no more, and the file stays small).
+
+        Deflated inside the npz, so the model archive can still store the member uncompressed; np.load reads both.
+        """
         buf = io.BytesIO()
         meta = dict(self.meta, format=FORMAT, labels=list(self.labels))
-        np.savez(buf, prototypes=self.prototypes.astype(np.float16), owner=self.owner.astype(np.int16),
+        np.savez_compressed(buf, prototypes=self.prototypes.astype(np.float16), owner=self.owner.astype(np.int16),
                  quantiles=self.quantiles.astype(np.float32), radii=self.radii.astype(np.float32),
                  softmax=self.softmax.astype(np.float32), meta=np.array(json.dumps(meta)))
         return buf.getvalue()
