@@ -64,7 +64,7 @@ def child(kind, args, result_path):
         out = {"val_accuracy": rec["metrics"]["val"]["accuracy"], "train_accuracy": rec["metrics"]["train"]["accuracy"],
                "cache_misses": rec["data"]["cache"]["misses"], "embed_s": rec["timings"]["embed_s"],
                "setup_s": rec["timings"]["setup_s"], "embedder": f"{emb['name']} ({emb['runtime']})",
-               "cluster": rec["cluster"], "gpus": rec["environment"]["gpus"]}
+               "cluster": rec["cluster"], "gpus": rec["environment"]["gpus"], "timings": rec["timings"]}
         out["images_per_s"] = out["cache_misses"] / out["embed_s"] if out["cache_misses"] else None
     out["in_process_s"] = time.perf_counter() - t0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -79,6 +79,14 @@ def int8_size(source, train_dir, val_dir, extra=()):
     subprocess.run(cmd, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdout=subprocess.DEVNULL)
     folder = source if source.is_dir() else source.parent
     return (folder / "model_int8.tflite").stat().st_size / 1e6
+
+
+def import_seconds():
+    """Wall time of a fresh Python that only imports TensorFlow and Keras: the floor under any tl-train run."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import tensorflow, keras"], check=True,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
 
 
 def measure(kind, args, env=None):
@@ -113,6 +121,17 @@ def training_rows(train, val, tmp):
     rows[COLD]["int8_mb"] = int8_size(tmp / "r1", train, val)
     rows[RECIPE]["int8_mb"] = int8_size(tmp / "recipe" / "model.keras", train, val)
     return rows
+
+
+def warm_lines(warm, import_s):
+    """Where the warm run's time goes (its train.json timings), against the import floor."""
+    t = warm.get("timings", {})
+    parts = ", ".join(f"{name} {t[key]:.1f} s" for key, name in (
+        ("setup_s", "backbone set-up"), ("embed_s", "cache look-up"), ("head_s", "head fit"),
+        ("evaluate_s", "calibration and metrics"), ("write_s", "writing the run")) if key in t)
+    return ["", f"Where the warm run's {warm['wall_s']:.1f} s go: importing TensorFlow and Keras in a fresh Python takes "
+            f"{import_s:.1f} s on this machine by itself (`python -c \"import tensorflow, keras\"`); inside the pipeline "
+            f"({t.get('total_s', 0):.1f} s): {parts}; the rest is the CLI's checks, open-set statistics and plots."]
 
 
 def training_lines(rows, date, data, train, val):
@@ -157,6 +176,7 @@ def main():
     import training_scaling as scaling
 
     train, val = Path(a.data) / "train", Path(a.data) / "val"
+    import_s = import_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         rows = training_rows(train, val, tmp)
         agree = scaling.agreement(Path(tmp) / "c1", Path(tmp) / "c2")
@@ -164,12 +184,12 @@ def main():
         n_images = sum(1 for d in (train, val) for p in d.rglob("*") if p.is_file())
         memory = scaling.memory_rows(measure, tmp, a.weights, n_images)
     date = datetime.date.today().isoformat()
-    lines = training_lines(rows, date, a.data, train, val)
+    lines = training_lines(rows, date, a.data, train, val) + warm_lines(rows[WARM], import_s)
     lines += scaling.agreement_lines(agree, rows[COLD], rows[COLD_TF])
     lines += scaling.scaling_lines(rows[COLD], rows[COLD_TF], ray, memory)
     (HERE / "training.md").write_text("\n".join(lines) + "\n")
     (HERE / "training.json").write_text(json.dumps({"date": date, "machine": machine_line(), "gpu_path": "not measured",
-                                                    "rows": rows, "agreement": agree, "ray": ray,
+                                                    "rows": rows, "import_s": import_s, "agreement": agree, "ray": ray,
                                                     "memory": memory}, indent=2))
     print("\n".join(lines))
 
