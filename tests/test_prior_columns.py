@@ -83,3 +83,20 @@ def test_keras_branch_carries_only_the_columns_and_matches_numpy():
     shapes = {layer.name: layer.get_weights()[0].shape for layer in model.layers if layer.name.startswith("imagenet_")
               and layer.get_weights()}
     assert shapes["imagenet_dog"] == (24, 6) and shapes["imagenet_rest"] == (24, 8)
+
+
+@pytest.mark.parametrize("value, message", [("45", "give two counts"), ("0,65", "keep 1-118"), ("45,900", "882 other")])
+def test_prior_columns_option_refuses_bad_counts(value, message, tmp_path):
+    from click.testing import CliRunner
+
+    from tl.train.cli import main
+
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    result = CliRunner().invoke(main, [str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--prior-columns", value])
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_prior_columns_option_reaches_the_config():
+    from tl.train.cli import _columns
+
+    assert _columns("45,65") == (45, 65) and _columns(None) is None

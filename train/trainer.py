@@ -49,6 +49,7 @@ class TrainConfig:
     ray: str = None
     operating_target: float = cal.DEFAULT_TARGET
     imagenet_top: Path = None
+    prior_columns: tuple = None  # (dog, other) ImageNet columns kept for the prior; None: the whole top
 
     def to_json(self):
         d = dataclasses.asdict(self)
@@ -265,7 +266,7 @@ def _prior(cfg, dim, x):
         return None
     from tl.train.prior import load_prior
 
-    return load_prior(cfg.backbone, dim, cfg.imagenet_top, x=x)
+    return load_prior(cfg.backbone, dim, cfg.imagenet_top, x=x, columns=cfg.prior_columns)
 
 
 def _form(kernel):
