@@ -2,7 +2,7 @@
 
 Builds each scene with `scene.build_door_scene` (6 visits of each class, one every 5 s at 10 fps, each
 visitor a photo of its own walking in from a side), then scores the model on it with `tl-device score`
-and the defaults a user gets, without and with `--motion` (plus a sweep of threshold and votes). Last,
+and the defaults a user gets, without and with `--motion` (plus a sweep of threshold, deny threshold, votes and lockout). Last,
 it compares motion gates and the handling of gated frames on the same frames: one pass classifies
 every frame, then the pure policy is replayed with each gate's motion flags (`tl.device.door.score.replay`).
 
@@ -23,7 +23,8 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 SCENES = (("pets-day", "pets/val", False, 1), ("pets-night", "pets/val", True, 2),
           ("shift-day", "shift", False, 3), ("shift-night", "shift", True, 4))
-SWEEP = ("--sweep", "threshold=0.3:0.95:0.05", "--sweep", "votes=2/4,3/5,4/6", "--sweep", "lockout=2,30")
+SWEEP = ("--sweep", "threshold=0.3:0.95:0.05", "--sweep", "deny=0.8,0.99", "--sweep", "votes=2/4,3/5,4/6",
+         "--sweep", "lockout=2,30")
 GATES = ("average", "selective", "mog2", "knn")
 
 
@@ -117,8 +118,8 @@ def scene_row(name, plain, gated):
     safe = [r for r in plain["sweep"] if r["false_opens"] + r["others_let_in"] == 0]
     best = max(safe, key=lambda r: (r["allowed_in_time"], r["threshold"])) if safe else None
     default = next(r for r in plain["sweep"] if r["default"])
-    short = next(r for r in plain["sweep"] if (r["threshold"], r["votes"], r["lockout_s"]) ==
-                 (default["threshold"], default["votes"], 2.0))
+    short = next(r for r in plain["sweep"] if (r["threshold"], r["deny"], r["votes"], r["lockout_s"]) ==
+                 (default["threshold"], default["deny"], default["votes"], 2.0))
     return {"scene": name, "frames": plain["frames"], "dogs": s["allowed_visits"], "others": s["other_visits"],
             "dogs_in_time": s["in_time"], "dogs_late": s["late"], "dogs_missed": s["missed"],
             "others_let_in": s["let_in"], "false_opens": plain["false_opens"], "lockouts": plain["lockouts"],
@@ -126,7 +127,7 @@ def scene_row(name, plain, gated):
             "motion_classified_share": gated["classified_share"], "wall_s": plain["wall_s"],
             "lockout2_dogs_in_time": short["allowed_in_time"],
             "lockout2_wrong_opens": short["false_opens"] + short["others_let_in"],
-            "best_safe_setting": None if best is None else f"{best['threshold']:.2f} {best['votes']} {best['lockout_s']:g}s",
+            "best_safe_setting": None if best is None else f"{best['threshold']:.2f} {best['deny']:.2f} {best['votes']} {best['lockout_s']:g}s",
             "best_safe_in_time": None if best is None else best["allowed_in_time"]}
 
 
@@ -139,7 +140,7 @@ def markdown(result):
              "`tl-device score`, without and with `--motion`.", "",
              "| scene | frames | dogs in time (0.5 s) | late | missed | others let in | false opens | lockouts "
              "| --motion: dogs in time | wrong opens | classified | lockout 2 s: dogs in time | wrong opens "
-             "| best safe sweep setting: threshold votes lockout (dogs in time) |",
+             "| best safe sweep setting: threshold deny votes lockout (dogs in time) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in result["scenes"]:
         lines.append(f"| {r['scene']} | {r['frames']} | {r['dogs_in_time']}/{r['dogs']} | {r['dogs_late']} | "

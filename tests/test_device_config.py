@@ -296,20 +296,22 @@ def _cfg(**values):
 def test_the_models_operating_points_apply_where_the_config_sets_no_threshold():
     labels, points = ("cat", "dog", "other"), {"cat": 0.5, "dog": 0.71, "other": 0.5}
     base, per_class, source = config.thresholds_in_force(_cfg(), labels, points)
-    # The allowed class takes its operating point; denied classes keep the fallback (an empty porch
-    # must not reach a low "cat" threshold and lock the dog out).
-    assert per_class == {"dog": 0.71} and "operating point for dog" in source and "dog 0.71" in source
-    assert config.policy_config(_cfg(), labels, points).thresholds == (0.8, 0.71, 0.8)
+    # The allowed class takes its operating point; the classes that lock the door need a near-certain
+    # frame (a dog seen badly for a frame, or an empty porch, must not reach a low "cat" threshold).
+    assert per_class == {"cat": 0.99, "dog": 0.71, "other": 0.99}
+    assert "operating point for dog" in source and "dog 0.71" in source and "cat 0.99" in source
+    assert config.policy_config(_cfg(), labels, points).thresholds == (0.99, 0.71, 0.99)
 
 
 def test_the_config_wins_over_the_operating_points():
     labels, points = ("cat", "dog", "other"), {"cat": 0.5, "dog": 0.71, "other": 0.5}
     assert config.policy_config(_cfg(threshold=0.9), labels, points).thresholds == (0.9, 0.9, 0.9)
-    pc = config.policy_config(_cfg(thresholds={"dog": 0.6}), labels, points)
-    assert pc.thresholds == (0.8, 0.6, 0.8)
+    pc = config.policy_config(_cfg(thresholds={"dog": 0.6, "cat": 0.9}), labels, points)
+    assert pc.thresholds == (0.9, 0.6, 0.99)
     assert "[thresholds]" in config.thresholds_in_force(_cfg(thresholds={"dog": 0.6}), labels, points)[2]
 
 
 def test_without_operating_points_the_fallback_is_said():
     base, per_class, source = config.thresholds_in_force(_cfg(), ("cat", "dog"), {})
-    assert base == config.FALLBACK_THRESHOLD and per_class == {} and "no operating points" in source
+    assert base == config.FALLBACK_THRESHOLD and per_class == {"cat": config.DENY_THRESHOLD}
+    assert "no operating points" in source and "cat 0.99, dog 0.80" in source

@@ -144,6 +144,23 @@ def test_sweep_table_trades_dogs_let_in_against_false_opens():
     assert len(marked) == 1 and "0.80" in marked[0] and "3/5" in marked[0]
 
 
+def test_sweep_threshold_moves_the_allowed_classes_and_deny_the_locking_ones():
+    cfg = make_policy_config(LABELS, ["dog"], thresholds={"dog": 0.7})
+    dog, others = LABELS.index("dog"), [i for i in cfg.deny]
+    moved = sc.configure(cfg, {"threshold": 0.5})
+    assert moved.thresholds[dog] == 0.5 and all(moved.thresholds[i] == cfg.thresholds[i] for i in others)
+    locked = sc.configure(cfg, {"deny": 0.99})
+    assert locked.thresholds[dog] == 0.7 and all(locked.thresholds[i] == 0.99 for i in others)
+    # A raccoon frame at 0.9 locks the door at deny 0.8, not at 0.99: the dog after it gets in on time.
+    kinds = [scores("raccoon", 0.9)] + [scores("dog", 0.9)] * 10 + [scores("background")] * 10
+    recs = [sc.FrameRecord(i / FPS, s, None, None) for i, s in enumerate(kinds)]
+    rows = sc.sweep(recs, cfg, sc.parse_sweep(["deny=0.8,0.99"]), [sc.Visit(0.0, 1.1, "dog")], ["dog"], in_time=0.5)
+    by_deny = {r["deny"]: r for r in rows}
+    assert by_deny[0.99]["allowed_in_time"] == 1 and by_deny[0.99]["lockouts"] == 0
+    assert by_deny[0.8]["lockouts"] == 1
+    assert " deny " in sc.sweep_lines(rows)[0]
+
+
 def test_sweep_adds_the_settings_in_force_when_the_grid_lacks_them():
     recs = records(["background"] * 5)
     rows = sc.sweep(recs, make_policy_config(LABELS, ["dog"], threshold=0.77), sc.parse_sweep(["threshold=0.5"]),

@@ -77,7 +77,8 @@ def make_command(config_options):
     @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="write the result as JSON")
     @click.option("--sweep", multiple=True, metavar="KEY=VALUES",
                   help="replay these settings too (repeat; every combination): threshold=0.3:0.95:0.05 or "
-                       "threshold=0.5,0.8; votes=2/4,3/5,4/6; lockout=2,30")
+                       "threshold=0.5,0.8 (allowed classes); deny=0.8,0.99 (classes that lock the door); "
+                       "votes=2/4,3/5,4/6; lockout=2,30")
     @click.option("--plot", type=click.Path(dir_okay=False), help="with --sweep: PNG of the trade-off (needs matplotlib)")
     @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file with any run option")
     @config_options

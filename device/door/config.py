@@ -281,8 +281,14 @@ def _check_output(cfg, key, folder, is_file=None):
                           "choose another, or give the door's user write access") from None
 
 
-# The threshold of a class when neither the config nor the model says one.
+# The threshold of an allowed class when neither the config nor the model says one.
 FALLBACK_THRESHOLD = 0.8
+# The threshold of a class that locks the door when the config sets none: only a near-certain frame locks.
+# At 0.8, dogs entering an infrared night porch were read as "cat" in a frame or two and locked themselves
+# out (held-out IR dog photos reach cat 0.92 at their 99th percentile), while other animals were kept out by
+# the allowed class's threshold alone: on the door scenes, 0.99 let the same visitors in as 0.8 and more dogs
+# in on time (benchmarks/door_scenes.md).
+DENY_THRESHOLD = 0.99
 
 
 def thresholds_in_force(cfg, labels, operating_points=None):
@@ -291,8 +297,9 @@ def thresholds_in_force(cfg, labels, operating_points=None):
     The config wins: `[thresholds]` for a class, then `threshold` for every class. Where the config sets
     neither, the model's operating points (tl-train chose them on held-out photos for a stated target)
     apply to the allowed classes — an operating point bounds how often *other* animals reach an allowed
-    class — and every other class keeps FALLBACK_THRESHOLD: a low deny threshold (a "cat" operating
-    point of 0.5) would let an empty porch, which held-out photos never show, lock the dog out.
+    class — else FALLBACK_THRESHOLD; every other class gets DENY_THRESHOLD: a frame locks the door only
+    when the model is near-certain (a low deny threshold — a "cat" operating point of 0.5, or 0.8 — lets a
+    dog seen badly for a frame, or an empty porch, which held-out photos never show, lock the dog out).
 
     Returns:
       (threshold, {class: threshold}, source): the base threshold for make_policy_config, the per-class
@@ -304,13 +311,15 @@ def thresholds_in_force(cfg, labels, operating_points=None):
     per_class, parts = {}, []
     if cfg.threshold is not None:
         base, parts = float(cfg.threshold), [f"{cfg.threshold:.2f} from {cfg.describe('threshold').split(' = ')[0]}"]
-    elif points:
-        base = FALLBACK_THRESHOLD
-        per_class.update(points)
-        parts.append(f"the model's operating point for {', '.join(sorted(points))}, {FALLBACK_THRESHOLD:.2f} for the rest")
     else:
         base = FALLBACK_THRESHOLD
-        parts.append(f"{FALLBACK_THRESHOLD:.2f} (the model carries no operating points)")
+        per_class.update({c: DENY_THRESHOLD for c in labels if c not in allowed})
+        per_class.update(points)
+        rest = f"{DENY_THRESHOLD:.2f} for the classes that lock the door"
+        if points:
+            parts.append(f"the model's operating point for {', '.join(sorted(points))}, {rest}")
+        else:
+            parts.append(f"{FALLBACK_THRESHOLD:.2f} for allowed classes (the model carries no operating points), {rest}")
     if cfg.thresholds:
         per_class.update({c: float(v) for c, v in cfg.thresholds.items()})
         parts.append("[thresholds] of the config for " + ", ".join(sorted(cfg.thresholds)))

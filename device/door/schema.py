@@ -201,7 +201,8 @@ class PolicyOptions(Section):
     ignore: Names | None = option(None, "class that neither opens nor locks (default: background, if the model "
                                      "has it)", multiple=True, metavar="CLASS")
     threshold: FiniteFloat | None = option(None, "score a class must reach to count; default: the model's own "
-                                           "operating points (chosen by tl-train on held-out photos), else 0.8",
+                                           "operating points (chosen by tl-train on held-out photos), else 0.8, for "
+                                           "allowed classes, and 0.99 for the classes that lock the door",
                                            ge=0, le=1, show="model's")
     thresholds: Thresholds = Field(default_factory=dict, description="per-class threshold (repeat); TOML: a "
                                    "[thresholds] table", json_schema_extra={

@@ -152,8 +152,9 @@ def _event(decision, ts):
 def parse_sweep(specs):
     """Turns --sweep specs into a list of settings ({key: value}), every combination of the keys.
 
-    `threshold=0.3:0.95:0.05` (start:stop:step, stop included) or `threshold=0.5,0.8`;
-    `votes=2/4,3/5,4/6`; `lockout=2,30` (seconds the door stays locked after a denied class).
+    `threshold=0.3:0.95:0.05` (start:stop:step, stop included) or `threshold=0.5,0.8` (the allowed classes');
+    `deny=0.8,0.99` (the threshold of the classes that lock the door, same forms); `votes=2/4,3/5,4/6`;
+    `lockout=2,30` (seconds the door stays locked after a denied class).
 
     Raises:
       ConfigError: an unknown key or a value that does not parse.
@@ -162,11 +163,11 @@ def parse_sweep(specs):
     for spec in specs:
         key, sep, values = spec.partition("=")
         key = key.strip()
-        if not sep or key not in ("threshold", "votes", "lockout"):
-            raise ConfigError(f"--sweep {spec!r}: expected threshold=START:STOP:STEP (or a,b,c), votes=K/N,K/N "
-                              "or lockout=SECONDS,SECONDS")
+        if not sep or key not in ("threshold", "deny", "votes", "lockout"):
+            raise ConfigError(f"--sweep {spec!r}: expected threshold=START:STOP:STEP (or a,b,c), deny=a,b, "
+                              "votes=K/N,K/N or lockout=SECONDS,SECONDS")
         try:
-            axes[key] = {"threshold": _thresholds, "votes": _votes, "lockout": _seconds}[key](values)
+            axes[key] = {"threshold": _thresholds, "deny": _thresholds, "votes": _votes, "lockout": _seconds}[key](values)
         except (ValueError, ZeroDivisionError):
             raise ConfigError(f"--sweep {spec!r}: cannot read the values; e.g. threshold=0.3:0.95:0.05, "
                               "votes=2/4,3/5,4/6") from None
@@ -205,10 +206,16 @@ def _votes(text):
 
 
 def configure(policy_config, setting):
-    """The PolicyConfig with a sweep setting applied: `threshold` for every class, `votes` as (K, N), `lockout`."""
+    """The PolicyConfig with a sweep setting applied: `threshold` for the allowed classes, `deny` for the classes
+    that lock the door (each keeps the threshold in force otherwise), `votes` as (K, N), `lockout`."""
     changes = {}
-    if "threshold" in setting:
-        changes["thresholds"] = (float(setting["threshold"]),) * len(policy_config.labels)
+    thresholds = list(policy_config.thresholds)
+    for key, classes in (("threshold", policy_config.allow), ("deny", policy_config.deny)):
+        if key in setting:
+            for i in classes:
+                thresholds[i] = float(setting[key])
+    if thresholds != list(policy_config.thresholds):
+        changes["thresholds"] = tuple(thresholds)
     if "votes" in setting:
         changes["votes"], changes["window"] = setting["votes"]
     if "lockout" in setting:
@@ -221,7 +228,7 @@ def configure(policy_config, setting):
 def sweep(records, policy_config, settings, visits, allow, in_time=0.5, heartbeat_seconds=None, watch_open=True):
     """Replays every setting (and the config in force, marked `default`, if no setting is it); one row each.
 
-    Rows: threshold (of the first allowed class), votes "K/N", lockout_s, default, allowed_in_time, allowed_let_in (in time or late), others_let_in,
+    Rows: threshold (of the first allowed class), deny (of the first class that locks the door, or None), votes "K/N", lockout_s, default, allowed_in_time, allowed_let_in (in time or late), others_let_in,
     false_opens, lockouts, classified_share.
     """
     rows = []
@@ -237,7 +244,8 @@ def sweep(records, policy_config, settings, visits, allow, in_time=0.5, heartbea
 def _sweep_row(records, cfg, default, visits, allow, in_time, heartbeat_seconds, watch_open):
     events, classified = replay(records, cfg, heartbeat_seconds, watch_open)
     s = score_events(events, visits, allow, in_time, len(records), classified)
-    return {"threshold": cfg.thresholds[cfg.allow[0]], "votes": f"{cfg.votes}/{cfg.window}",
+    return {"threshold": cfg.thresholds[cfg.allow[0]], "deny": cfg.thresholds[cfg.deny[0]] if cfg.deny else None,
+            "votes": f"{cfg.votes}/{cfg.window}",
             "lockout_s": cfg.lockout_seconds, "default": cfg == default,
             "allowed_in_time": s["summary"]["in_time"], "allowed_let_in": s["summary"]["in_time"] + s["summary"]["late"],
             "allowed_visits": s["summary"]["allowed_visits"], "others_let_in": s["summary"]["let_in"],
@@ -270,11 +278,12 @@ def summary_lines(result):
 
 def sweep_lines(rows):
     """The sweep's trade-off table, the settings in force marked with *."""
-    lines = [f"  {'threshold':>9}  {'votes':>5}  {'lockout':>7}  {'in time':>7}  {'let in':>6}  {'others in':>9}  "
+    lines = [f"  {'threshold':>9}  {'deny':>4}  {'votes':>5}  {'lockout':>7}  {'in time':>7}  {'let in':>6}  {'others in':>9}  "
              f"{'false opens':>11}  {'lockouts':>8}  classified"]
     for r in rows:
         share = f"{r['classified_share']:.0%}" if r["classified_share"] is not None else "-"
-        lines.append(f"{'*' if r['default'] else ' '} {r['threshold']:>9.2f}  {r['votes']:>5}  {r['lockout_s']:>6g}s  "
+        deny = f"{r['deny']:.2f}" if r.get("deny") is not None else "-"
+        lines.append(f"{'*' if r['default'] else ' '} {r['threshold']:>9.2f}  {deny:>4}  {r['votes']:>5}  {r['lockout_s']:>6g}s  "
                      f"{r['allowed_in_time']:>3}/{r['allowed_visits']:<3}  {r['allowed_let_in']:>6}  "
                      f"{r['others_let_in']:>4}/{r['other_visits']:<4}  {r['false_opens']:>11}  {r['lockouts']:>8}  {share}")
     return lines + ["* the settings in force; in time / let in: allowed visits; others in: other visits let in"]
