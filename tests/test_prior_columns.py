@@ -3,19 +3,18 @@
 import numpy as np
 import pytest
 
+from tests.support import prior as support
 from tl.train import prior as tp
 
 DOG = np.arange(*tp.GROUPS["dog"])
 
 
 def _top(d=24, k=1000, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(0, 0.3, (d, k)).astype(np.float32), rng.normal(0, 0.1, k).astype(np.float32)
+    return support.top(d, k, seed, std=0.3)
 
 
 def _features(n=120, d=24, seed=1):
-    rng = np.random.default_rng(seed)
-    return np.clip(rng.normal(0, 1, (n, 4)) @ rng.normal(0, 1, (4, d)) + 0.05 * rng.normal(0, 1, (n, d)) + 1, 0, 6)
+    return support.features(n, d, seed)
 
 
 def _reference(x, kernel, bias, dog, rest):
@@ -55,10 +54,7 @@ def test_greedy_cover_beats_the_first_columns():
 
 def test_load_prior_makes_columns_on_request_and_describe_records_them(tmp_path, monkeypatch):
     kernel, bias = _top()
-    monkeypatch.setattr(tp, "read_top", lambda path: (kernel, bias))
-    top = tmp_path / "top.h5"
-    top.write_bytes(b"")
-    backbone = type("B", (), {"name": "mobilenet_v2", "alpha": 1.0})()
+    backbone, top = support.fake_top(tp, monkeypatch, tmp_path, kernel, bias)
     assert isinstance(tp.load_prior(backbone, 24, top)[0], np.ndarray)  # no features: the full top
     assert isinstance(tp.load_prior(backbone, 24, top, x=_features())[0], np.ndarray)  # the default: full
     cols, _, _ = tp.load_prior(backbone, 24, top, x=_features(), columns=tp.SMALL_COLUMNS)

@@ -3,18 +3,16 @@
 import numpy as np
 import pytest
 
+from tests.support import prior as support
 from tl.train import prior as tp
 
 
 def _top(d=24, k=1000, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(0, 0.1, (d, k)).astype(np.float32), rng.normal(0, 0.1, k).astype(np.float32)
+    return support.top(d, k, seed, std=0.1)
 
 
 def _features(n=200, d=24, seed=1):
-    """Non-negative features that mostly live in 4 directions, like pooled ReLU6 embeddings of one domain."""
-    rng = np.random.default_rng(seed)
-    return np.clip(rng.normal(0, 1, (n, 4)) @ rng.normal(0, 1, (4, d)) + 0.05 * rng.normal(0, 1, (n, d)) + 1, 0, 6)
+    return support.features(n, d, seed)
 
 
 def test_full_rank_is_exact():
@@ -36,10 +34,7 @@ def test_data_fit_beats_weights_only_on_its_features():
 
 def test_load_prior_factorises_only_with_features(tmp_path, monkeypatch):
     kernel, bias = _top()
-    monkeypatch.setattr(tp, "read_top", lambda path: (kernel, bias))
-    top = tmp_path / "top.h5"
-    top.write_bytes(b"")
-    backbone = type("B", (), {"name": "mobilenet_v2", "alpha": 1.0})()
+    backbone, top = support.fake_top(tp, monkeypatch, tmp_path, kernel, bias)
     full = tp.load_prior(backbone, 24, top, rank=4)
     assert isinstance(full[0], np.ndarray)
     low = tp.load_prior(backbone, 24, top, x=_features(), rank=4)
