@@ -71,12 +71,17 @@ def child(kind, args, result_path):
     Path(result_path).write_text(json.dumps(out))
 
 
+def quiet_env(env=None):
+    """The environment for a child process, with TensorFlow's C++ logging turned down."""
+    return {**(env or os.environ), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
 def int8_size(source, train_dir, val_dir, extra=()):
     """Converts a model to int8 with tl-convert and returns the file size in MB (not timed)."""
     source = Path(source)
     cmd = [str(Path(sys.executable).with_name("tl-convert")), str(source), "--int8", "-q", "--calib-dir", str(train_dir),
            "--eval-dir", str(val_dir), *extra]
-    subprocess.run(cmd, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, env=quiet_env(), stdout=subprocess.DEVNULL)
     folder = source if source.is_dir() else source.parent
     return (folder / "model_int8.tflite").stat().st_size / 1e6
 
@@ -85,7 +90,7 @@ def import_seconds():
     """Wall time of a fresh Python that only imports TensorFlow and Keras: the floor under any tl-train run."""
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import tensorflow, keras"], check=True,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, stderr=subprocess.DEVNULL)
+                   env=quiet_env(), stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
 
@@ -95,7 +100,7 @@ def measure(kind, args, env=None):
         result = f.name
     t0 = time.perf_counter()
     subprocess.run([sys.executable, __file__, "--child", kind, result, "--", *map(str, args)], check=True,
-                   env={**(env or os.environ), "TF_CPP_MIN_LOG_LEVEL": "2"})
+                   env=quiet_env(env))
     wall = time.perf_counter() - t0
     out = json.loads(Path(result).read_text())
     os.unlink(result)

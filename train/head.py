@@ -133,7 +133,7 @@ def fitted_part(head, x_train, x_val):
     The prior's offset is a frozen function of the embedding (tl.train.prior.prior_branch: a 1280x1000 product and
     two max-poolings, far costlier than the head's own Dense), so it is computed once per row here, and the fitted
     model adds it as a second input. That model shares its layers with `head`: fitting it trains the head, and the
-    head's scores equal the fitted model's on the same rows (tests/test_head.py checks both).
+    head's scores equal the fitted model's on the same rows (tests/test_train_calibration.py checks both).
 
     Returns:
       (model, x_train, x_val), the inputs as the model takes them.

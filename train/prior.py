@@ -26,11 +26,11 @@ DEFAULT_SCALE = 10.0
 # (correlation 0.97) but not on species pets/ lacks, and lost the prior's effect on shift
 # (benchmarks/generalisation.md): not the default.
 DEFAULT_RANK = 0
-# Exact ImageNet columns kept (dog breeds, others), chosen on the training embeddings (`select_columns`);
-# None keeps all 1000 (1.3 MB of the int8 file). (45, 65) makes the int8 file 2.95 MB and keeps shift's
-# false dogs (4.1 %) but loses dog recall (74.8 % vs 91.3 %, benchmarks/generalisation.md): not the default.
+# Exact ImageNet columns kept (dog breeds, others), chosen on the training embeddings (`select_columns`,
+# tl-train --prior-columns); by default all 1000 are kept (1.3 MB of the int8 file). (45, 65) makes the int8
+# file 2.95 MB and keeps shift's false dogs (4.1 %) but loses dog recall (74.8 % vs 91.3 %,
+# benchmarks/generalisation.md): not the default.
 SMALL_COLUMNS = (45, 65)
-DEFAULT_COLUMNS = None
 
 
 class Columns(typing.NamedTuple):
@@ -94,7 +94,7 @@ def find_top(explicit=None):
     return cached if cached.is_file() else None
 
 
-def load_prior(backbone, dim, explicit=None, x=None, rank=DEFAULT_RANK, columns=DEFAULT_COLUMNS):
+def load_prior(backbone, dim, explicit=None, x=None, rank=DEFAULT_RANK, columns=None):
     """(kernel, bias, source) of the ImageNet top for `backbone`, or None (with a warning) when there is none.
 
     With `x` (n, dim) training embeddings, the kernel takes the form the model carries: with `rank` > 0
@@ -147,8 +147,7 @@ def select_columns(kernel, bias, x, n_dog, n_rest):
     columns are chosen where that matters.
     """
     z = logits(x, kernel, bias)
-    a, b = GROUPS["dog"]
-    dog, rest = np.arange(a, b), np.setdiff1d(np.arange(z.shape[1]), np.arange(a, b))
+    dog, rest = group_indices(z.shape[1])
     margin = z[:, dog].max(1) - z[:, rest].max(1)
     is_dog = margin > 0
     pick_dog = _cover(z[is_dog][:, dog], n_dog) if is_dog.any() else np.arange(min(n_dog, len(dog)))
@@ -166,18 +165,23 @@ def describe(kernel):
     return {"form": "full", "rank": None}
 
 
+def group_indices(num_classes=1000):
+    """(dog, rest): the ImageNet indices of the dog breeds and of every other class, ascending."""
+    dog = np.arange(*GROUPS["dog"])
+    return dog, np.setdiff1d(np.arange(num_classes), dog)
+
+
 def group_kernels(kernel, bias):
     """{"dog": (k, b), "rest": (k, b)}: the columns whose max makes each side of the dog margin.
 
     For `Factors` the kernels act on the r-dimensional projection x @ u.
     """
-    a, b = GROUPS["dog"]
     if isinstance(kernel, Columns):
-        return {"dog": (kernel.kernel[:, kernel.dog], bias[kernel.dog]),
-                "rest": (kernel.kernel[:, kernel.rest], bias[kernel.rest])}
-    k = kernel.v if isinstance(kernel, Factors) else kernel
-    return {"dog": (k[:, a:b], bias[a:b]),
-            "rest": (np.concatenate([k[:, :a], k[:, b:]], 1), np.concatenate([bias[:a], bias[b:]]))}
+        k, dog, rest = kernel.kernel, kernel.dog, kernel.rest
+    else:
+        k = kernel.v if isinstance(kernel, Factors) else kernel
+        dog, rest = group_indices(k.shape[1])
+    return {"dog": (k[:, dog], bias[dog]), "rest": (k[:, rest], bias[rest])}
 
 
 def logits(x, kernel, bias):

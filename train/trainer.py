@@ -16,6 +16,7 @@ from tl.device.errors import DataError
 from tl.device.model.contract import InputSpec
 from tl.train import artifacts, openset, report
 from tl.train import calibration as cal
+from tl.train import prior as imagenet
 from tl.train.backbones import BackboneSpec, build_backbone
 from tl.train.embeddings import embed_samples, view_image
 from tl.train.head import HeadConfig, build_head, epoch_bar, fold_temperature, train_head
@@ -239,9 +240,7 @@ def train(cfg, echo=print, datasets=None):
     record["cluster"] = cluster.record() if cluster else None
     record["calibration"] = calibration["temperature"]
     record["operating_points"] = calibration["operating_points"]
-    record["imagenet_prior"] = None if prior is None else {"scale": cfg.head.prior_scale, "weights": prior[2],
-                                                          **_form(prior[0]),
-                                                          "groups": _groups()}
+    record["imagenet_prior"] = _prior_record(cfg, prior)
     stats = openset.from_run(cfg, data, model, spec, labels, p_val)
     record["openset"] = openset.summarise(stats)
     echo(openset.describe(stats))
@@ -261,36 +260,29 @@ def _compute_on(cfg, engine, features, spec):
 
 
 def _prior(cfg, dim, x):
-    """The ImageNet top for the head's prior (tl.train.prior, low-rank fitted on x), or None when off or unavailable."""
+    """The ImageNet top for the head's prior (tl.train.prior; with --prior-columns, the columns chosen on x),
+    or None when off or unavailable."""
     if cfg.head.prior_scale <= 0:
         return None
-    from tl.train.prior import load_prior
-
-    return load_prior(cfg.backbone, dim, cfg.imagenet_top, x=x, columns=cfg.prior_columns)
+    return imagenet.load_prior(cfg.backbone, dim, cfg.imagenet_top, x=x, columns=cfg.prior_columns)
 
 
-def _form(kernel):
-    from tl.train.prior import describe
-
-    return describe(kernel)
+def _prior_record(cfg, prior):
+    """train.json's "imagenet_prior": scale, weights file, the top's form, ImageNet's group ranges (None when off)."""
+    if prior is None:
+        return None
+    return {"scale": cfg.head.prior_scale, "weights": prior[2], **imagenet.describe(prior[0]),
+            "groups": {k: [a, b - 1] for k, (a, b) in imagenet.GROUPS.items()}}
 
 
 def _prior_dogs(prior, labels):
     """The classes the ImageNet dog margin is added to; warns when the prior is on and none is named dog."""
     if prior is None:
         return []
-    from tl.train.prior import prior_classes
-
-    dogs = prior_classes(labels)
+    dogs = imagenet.prior_classes(labels)
     if not dogs:
         log.warning("ImageNet prior: no class is named dog; training without it")
     return dogs
-
-
-def _groups():
-    from tl.train.prior import GROUPS
-
-    return {k: [a, b - 1] for k, (a, b) in GROUPS.items()}
 
 
 def _calibrate(cfg, head, p_train, p_val, y_val, labels):

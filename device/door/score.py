@@ -211,11 +211,9 @@ def configure(policy_config, setting):
     changes = {}
     thresholds = list(policy_config.thresholds)
     for key, classes in (("threshold", policy_config.allow), ("deny", policy_config.deny)):
-        if key in setting:
-            for i in classes:
-                thresholds[i] = float(setting[key])
-    if thresholds != list(policy_config.thresholds):
-        changes["thresholds"] = tuple(thresholds)
+        for i in classes if key in setting else ():
+            thresholds[i] = float(setting[key])
+    changes["thresholds"] = tuple(thresholds)
     if "votes" in setting:
         changes["votes"], changes["window"] = setting["votes"]
     if "lockout" in setting:

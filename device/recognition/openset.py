@@ -79,8 +79,8 @@ class OpenSetStats:
         buf = io.BytesIO()
         meta = dict(self.meta, format=FORMAT, labels=list(self.labels))
         np.savez_compressed(buf, prototypes=self.prototypes.astype(np.float16), owner=self.owner.astype(np.int16),
-                 quantiles=self.quantiles.astype(np.float32), radii=self.radii.astype(np.float32),
-                 softmax=self.softmax.astype(np.float32), meta=np.array(json.dumps(meta)))
+                            quantiles=self.quantiles.astype(np.float32), radii=self.radii.astype(np.float32),
+                            softmax=self.softmax.astype(np.float32), meta=np.array(json.dumps(meta)))
         return buf.getvalue()
 
     @classmethod
