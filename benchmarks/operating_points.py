@@ -6,7 +6,8 @@ non-dogs) on pets/val alone, as tl-train does, and on pets/val plus 5-fold out-o
 Shift's single-photo dog recall / non-dog->dog at each threshold is printed beside it: reported, never used
 to choose.
 
-Usage: python benchmarks/operating_points.py [--data ../shared/data] [--seeds 4]
+Usage: python benchmarks/operating_points.py [--data ../shared/data] [--seeds 4] [--prior-columns 45,65]
+(--prior-columns: the ImageNet prior's column subset chosen on pets/train orig+flip, as tl-train --prior-columns)
 """
 
 import argparse
@@ -73,6 +74,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--prior-columns", metavar="DOG,OTHER", help="the prior's column subset instead of the whole top")
     args = ap.parse_args()
     import generalisation as G
 
@@ -81,6 +83,11 @@ def main():
     tv, ty, _ = G.embed(data / "pets/train", ("orig", "flip"), ctx)
     vv, vy, _ = G.embed(data / "pets/val", ("orig",), ctx)
     sv, sy, _ = G.embed(data / "shift", ("orig",), ctx)
+    if args.prior_columns:
+        from tl.train.prior import select_columns
+
+        dog, other = (int(v) for v in args.prior_columns.split(","))
+        prior = (select_columns(*prior, np.concatenate([tv["orig"], tv["flip"]]), dog, other), prior[1])
     for seed in range(args.seeds):
         print(one_seed(seed, (tv, ty), (vv["orig"], vy), (sv["orig"], sy), prior), flush=True)
 

@@ -36,7 +36,7 @@ DOOR_VIEWS = ("ir", "small")
 DOOR_QUANTILE = 0.99
 # Door views are rendered and embedded for at most this many training images per class (evenly spaced in
 # file order). On pets/train (400 dogs, 400 cats) 200 give the 0.99 radii of all 400 within their bootstrap
-# noise (dog 0.529 vs 0.531, std 0.014); 150 did not (dog 0.585). See benchmarks/training.md.
+# noise (dog 0.529 vs 0.531, std 0.014); 150 did not (dog 0.585): python benchmarks/door_view_radii.py.
 DOOR_VIEW_IMAGES = 200
 KMEANS_ITERATIONS = 30
 

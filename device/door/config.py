@@ -285,7 +285,7 @@ def _check_output(cfg, key, folder, is_file=None):
 FALLBACK_THRESHOLD = 0.8
 # The threshold of a class that locks the door when the config sets none: only a near-certain frame locks.
 # At 0.8, dogs entering an infrared night porch were read as "cat" in a frame or two and locked themselves
-# out (held-out IR dog photos reach cat 0.92 at their 99th percentile), while other animals were kept out by
+# out (held-out IR dog photos reach cat 0.92 at their 99th percentile: benchmarks/deny_thresholds.py), while other animals were kept out by
 # the allowed class's threshold alone: on the door scenes, 0.99 let the same visitors in as 0.8 and more dogs
 # in on time (benchmarks/door_scenes.md).
 DENY_THRESHOLD = 0.99
