@@ -16,11 +16,6 @@ sys.path.insert(0, str(HERE.parent))  # tests.support.raycluster: the same clust
 MEMORY_SIZE = 96  # px: the memory check is about the list, not the backbone's resolution
 
 
-def embed_rate(rec):
-    """Images (image × view) per second of a run's embedding pass, from its train.json."""
-    return rec["data"]["cache"]["misses"] / rec["timings"]["embed_s"]
-
-
 def ray_rows(measure, common, tmp, extractors):
     """tl-train --ray on 1 and 2 local nodes (one CPU each), each with an empty embedding cache.
 
