@@ -146,24 +146,26 @@ def full_run(train, val, shift, unknown, views, scale, prior, seed=0):
     return out
 
 
-def device_check(model, data):
+def device_check(model, data, night=True):
     """The converted model through the device's code on single photos: pets/val accuracy, shift at the
-    model's own operating points, open-set keep rate, and the unknowns (coral non-pets, noise, colours)."""
+    model's own operating points, open-set keep rate, and the unknowns (coral non-pets, noise, colours).
+    `night`: the classifier's night enhancement of monochrome photos (tl.device.model.night), as tl-device's default."""
     from tl.device.model.classifier import Classifier
     from tl.device.model.image import load_image
     from tl.device.model.metadata import read_operating_points
     from tl.device.recognition.recognizer import openset_for
 
-    clf = Classifier(model)
+    clf = Classifier(model, night=night)
     ops = read_operating_points(model)
     th = np.array([ops.get(c, 0.8) for c in clf.labels])
     oset = openset_for(clf)
-    out = {"model": str(model), "operating_points": ops}
+    out = {"model": str(model), "operating_points": ops, "night_enhance": night}
     for name in ("pets/val", "shift"):
         ds = scan_folder(Path(data) / name, classes=clf.labels)
-        y, top, ok, known = [], [], [], []
+        y, top, ok, known, mono = [], [], [], [], 0
         for smp in ds.samples:
             scores = clf.classify_image(load_image(smp.path))
+            mono += int(clf.night_frame)
             t = int(np.argmax(scores))
             y.append(smp.label), top.append(t), ok.append(scores[t] >= th[t])
             known.append(not oset.check(scores, clf.embedding()).unknown if oset else True)
@@ -175,7 +177,8 @@ def device_check(model, data):
                      "non_dog_as_dog_at_op": float(said_dog[y != dog].mean()), "non_dog": int((y != dog).sum()),
                      "openset_keep_correct_dogs_cats": float(known[pets].mean()),
                      "dog_at_op_and_known": float((said_dog & known)[y == dog].mean()),
-                     "non_dog_as_dog_at_op_and_known": float((said_dog & known)[y != dog].mean())}
+                     "non_dog_as_dog_at_op_and_known": float((said_dog & known)[y != dog].mean()),
+                     "night_enhanced_photos": mono}
     rng = np.random.default_rng(0)
     unknown = [load_image(Path(data) / "coral/images" / n) for n in ("bird.png", "owl.jpg", "parrot.jpg", "grace_hopper.png")]
     unknown += [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(4)]
@@ -212,9 +215,10 @@ def main():
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--settings", nargs="*", help="Only these settings (names as in the table); default: all")
     ap.add_argument("--model", nargs="*", help="Instead of the study: check these converted .tflite files on the device path")
+    ap.add_argument("--no-night-enhance", action="store_true", help="with --model: classify monochrome photos as they are")
     args = ap.parse_args()
     if args.model:
-        checks = [device_check(m, args.data) for m in args.model]
+        checks = [device_check(m, args.data, night=not args.no_night_enhance) for m in args.model]
         (HERE / "generalisation_device.json").write_text(json.dumps(checks, indent=1))
         print(json.dumps(checks, indent=1))
         return

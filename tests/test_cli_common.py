@@ -112,3 +112,14 @@ def test_logging_shows_tl_records_with_the_prefix_and_is_restored():
     assert "hidden" not in result.output
     assert (tl.level, tl.propagate, list(tl.handlers)) == before
     assert common.log_level(verbose=2) == logging.DEBUG and common.log_level(quiet=True) == logging.WARNING
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    @click.command()
+    @common.exits_on_error(prog="tl-demo")
+    def writer():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    result = CliRunner().invoke(writer, [])
+    assert result.exit_code == 141
+    assert "Traceback" not in result.output and "error" not in result.output

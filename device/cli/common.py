@@ -72,12 +72,27 @@ def exits_on_error(func=None, *, prog=None, interrupted="interrupted"):
             sys.exit(EXIT_INTERRUPTED)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # The reader went away (`tl-device classify ... | head`): stop quietly, as Unix tools do.
+            _silence_stdout()
+            sys.exit(EXIT_BROKEN_PIPE)
         except Exception as e:
             traceback.print_exc(file=sys.stderr)
             echo_error(f"{type(e).__name__}: {e} (a bug in tl-edge: please report it with the traceback above)", prog)
             sys.exit(EXIT_BUG)
 
     return wrapper
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader closed
+
+
+def _silence_stdout():
+    """Points stdout at /dev/null, so Python's own flush at exit does not complain about the closed pipe."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (a test's captured stdout)
+        pass
 
 
 class _EchoHandler(logging.Handler):

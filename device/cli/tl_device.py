@@ -36,8 +36,10 @@ def main(ctx, verbose, quiet):
 @click.option("--labels", type=click.Path(dir_okay=False), help="labels file, for a model that carries none")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for the interpreter")
 @click.option("--edgetpu/--no-edgetpu", default=None, help="use the Edge TPU (default: for *_edgetpu.tflite)")
+@click.option("--night-enhance/--no-night-enhance", default=True, show_default=True,
+              help="denoise and contrast-stretch monochrome (infrared night) images before the model")
 @exits_on_error
-def classify(model, images, top_k, labels, threads, edgetpu):
+def classify(model, images, top_k, labels, threads, edgetpu, night_enhance):
     """Print the top classes of each IMAGE and the invoke time: the quick check of a copied MODEL.
 
     The model is loaded once; one warm-up invoke on a blank image runs first, so the times shown
@@ -49,7 +51,7 @@ def classify(model, images, top_k, labels, threads, edgetpu):
     from tl.device.model.image import load_image
     from tl.device.recognition.recognizer import openset_for
 
-    classifier = Classifier(model, labels, threads=threads, edgetpu=edgetpu)
+    classifier = Classifier(model, labels, threads=threads, edgetpu=edgetpu, night=night_enhance)
     classifier.warm_up()
     openset = openset_for(classifier)  # None when the model carries no open-set statistics
     failed = 0
@@ -61,7 +63,8 @@ def classify(model, images, top_k, labels, threads, edgetpu):
             failed += 1
             continue
         scores = classifier.classify_image(rgb)
-        click.echo(f"{path}  ({classifier.invoke_ms:.1f} ms)")
+        night = "night-enhanced, " if classifier.night_frame else ""
+        click.echo(f"{path}  ({night}{classifier.invoke_ms:.1f} ms)")
         for c in best(scores, classifier.labels, top_k):
             click.echo(f"  {c.score:.3f}  {c.label}")
         if openset is not None:

@@ -278,7 +278,8 @@ def run_door(cfg, stop=None, pin_factory=None, observers=None, recorder=None):
     with contextlib.ExitStack() as stack:
         door = stack.enter_context(make_door(cfg.door, cfg.pin, cfg.active_low, cfg.open_angle,
                                              cfg.closed_angle, pin_factory=pin_factory))
-        classifier = Classifier(cfg.model, cfg.labels, threads=cfg.threads, edgetpu=cfg.edgetpu)
+        classifier = Classifier(cfg.model, cfg.labels, threads=cfg.threads, edgetpu=cfg.edgetpu,
+                                night=cfg.night_enhance)
         policy = DoorPolicy(policy_config(cfg, classifier.labels, classifier.info.operating_points))
         recognizer = make_recognizer(classifier, cfg.openset, cfg.openset_quantile, cfg.gallery,
                                      cfg.require_identity, cfg.identity_threshold)
@@ -308,4 +309,4 @@ def describe(cfg, classifier, policy, door, source):
             f"allow {pc.names(pc.allow)}; deny {pc.names(pc.deny)}; ignore {pc.names(pc.ignore)}; "
             f"votes {pc.votes}/{pc.window}; {thresholds_in_force(cfg, classifier.labels, classifier.info.operating_points)[2]}; "
             f"open {pc.open_seconds:g} s; "
-            f"lockout {pc.lockout_seconds:g} s; {door}")
+            f"lockout {pc.lockout_seconds:g} s; night frames {'enhanced' if classifier.night else 'as they come'}; {door}")

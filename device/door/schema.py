@@ -190,6 +190,9 @@ class ModelOptions(Section):
                                                multiple=True, metavar="NAME")
     identity_threshold: FiniteFloat | None = option(None, "cosine similarity a frame needs to count as the pet "
                                                  "(default: the one chosen at enrolment)", ge=-1, le=1)
+    night_enhance: bool = option(True, "denoise and contrast-stretch monochrome (infrared night) frames before the "
+                                 "model; colour frames are never changed", flag="--night-enhance/--no-night-enhance",
+                                 show="on")
 
 
 class PolicyOptions(Section):

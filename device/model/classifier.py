@@ -10,6 +10,7 @@ import numpy as np
 
 from tl.device.model import contract
 from tl.device.model.metadata import pixel_range_from_metadata, read_model_info
+from tl.device.model.night import enhance, is_monochrome
 from tl.device.model.outputs import check_scores, find_outputs, read_embedding, read_output
 from tl.device.model.runtime import make_interpreter
 
@@ -33,7 +34,7 @@ class Classifier:
       invoke_ms: duration of the last `invoke`, in milliseconds.
     """
 
-    def __init__(self, model_path, labels_path=None, threads=None, edgetpu=None):
+    def __init__(self, model_path, labels_path=None, threads=None, edgetpu=None, night=True):
         """Loads a model.
 
         Args:
@@ -57,6 +58,8 @@ class Classifier:
         self.outputs = find_outputs(self.interpreter.get_output_details(), self.info, len(self.labels), self.path)
         check_scores(self.outputs.scores, len(self.labels), self.path)
         self.invoke_ms = 0.0
+        self.night = bool(night)
+        self.night_frame = False  # whether the last input was monochrome and enhanced
         log.info(
             "model %s: %d classes, input %dx%d %s (%s), variant %s",
             self.path, len(self.labels), self.spec.width, self.spec.height,
@@ -64,7 +67,14 @@ class Classifier:
         )
 
     def classify_pixels(self, pixels):
-        """Runs the model on prepared (H, W, 3) uint8 RGB pixels; returns float scores."""
+        """Runs the model on prepared (H, W, 3) uint8 RGB pixels; returns float scores.
+
+        Monochrome pixels (an infrared night camera) are denoised and contrast-stretched first
+        (`tl.device.model.night`) unless the classifier was made with night=False.
+        """
+        self.night_frame = self.night and is_monochrome(pixels)
+        if self.night_frame:
+            pixels = enhance(pixels)
         contract.set_input(self.interpreter, pixels, self.spec.pixel_range)
         start = time.perf_counter()
         self.interpreter.invoke()
