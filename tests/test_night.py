@@ -92,3 +92,11 @@ def test_the_door_passes_the_setting_to_its_classifier_and_says_so(tiny_models, 
     run_door(cfg)
     start = read_events(tmp_path / "events.jsonl")[0]
     assert start["event"] == "start" and said in start["reason"]
+
+
+def test_check_config_says_whether_night_frames_are_enhanced(tiny_models, tmp_path):
+    args = ["run", "--model", str(tiny_models["tiny_int8"]), "--source", str(tmp_path), "--allow", "dog", "--check-config"]
+    on = CliRunner().invoke(main, args)
+    off = CliRunner().invoke(main, [*args, "--no-night-enhance"])
+    assert on.exit_code == 0 and off.exit_code == 0, on.output + off.output
+    assert "night frames enhanced" in on.output and "night frames as they come" in off.output

@@ -165,7 +165,7 @@ def _checked(cfg, where):
     info = read_model_info(cfg.model, cfg.labels)
     thresholds = config.thresholds_in_force(cfg, info.labels, info.operating_points)[2]
     return (f"{where}: OK: allow {pc.names(pc.allow)}; deny {pc.names(pc.deny)}; ignore {pc.names(pc.ignore)}; "
-            f"votes {pc.votes}/{pc.window}; {thresholds}; door {cfg.door}")
+            f"votes {pc.votes}/{pc.window}; {thresholds}; night frames {'enhanced' if cfg.night_enhance else 'as they come'}; door {cfg.door}")
 
 
 main.add_command(enroll_command)
