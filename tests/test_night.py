@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.support.openset import closeup
 from tests.support.scenes import SCENE_LABELS, make_scene, timeline, write_frames
 from tl.device.cli.tl_device import main
 from tl.device.door import config
@@ -12,6 +13,7 @@ from tl.device.door.events import read_events
 from tl.device.door.loop import run_door
 from tl.device.model import night
 from tl.device.model.classifier import Classifier
+from tl.device.recognition.embedder import Embedder
 
 
 def _mono(values):
@@ -100,3 +102,15 @@ def test_check_config_says_whether_night_frames_are_enhanced(tiny_models, tmp_pa
     off = CliRunner().invoke(main, [*args, "--no-night-enhance"])
     assert on.exit_code == 0 and off.exit_code == 0, on.output + off.output
     assert "night frames enhanced" in on.output and "night frames as they come" in off.output
+
+
+def test_enrolment_and_the_door_embed_a_night_frame_alike(openset_run):
+    bgr = closeup("dog", np.random.default_rng(4))
+    flat = np.repeat((bgr.mean(axis=2, keepdims=True) * 0.4 + 70).astype(np.uint8), 3, axis=2)
+    classifier = Classifier(openset_run["model"])
+    classifier.classify_frame(flat)
+    assert classifier.night_frame
+    enhanced = Embedder(openset_run["embedder"]).embed_image(flat)
+    plain = Embedder(openset_run["embedder"], night=False).embed_image(flat)
+    assert float(enhanced @ classifier.embedding()) > 0.99  # the door's night frame and an enrolled one: alike
+    assert float(enhanced @ plain) < float(enhanced @ classifier.embedding())

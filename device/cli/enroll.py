@@ -26,10 +26,12 @@ Then: tl-device run ... --gallery gallery.npz --require-identity rex
 @click.option("--max-frames", type=click.IntRange(1), default=20, show_default=True,
               help="frames taken from each video, evenly spread")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for the interpreter")
+@click.option("--night-enhance/--no-night-enhance", default=True, show_default=True,
+              help="denoise and contrast-stretch monochrome (infrared) photos, as tl-device run does (keep both alike)")
 @click.option("--list", "list_", is_flag=True, help="list the gallery's identities and exit")
 @click.option("--remove", metavar="NAME", help="remove an identity from the gallery and exit")
 @exits_on_error
-def enroll(photos, gallery, model, name, threshold, max_frames, threads, list_, remove):
+def enroll(photos, gallery, model, name, threshold, max_frames, threads, night_enhance, list_, remove):
     """Enrol a pet from PHOTOS (image files, folders of them, or videos) into a gallery.
 
     Prints the similarity of each photo to the others' prototype and a suggested threshold.
@@ -39,7 +41,7 @@ def enroll(photos, gallery, model, name, threshold, max_frames, threads, list_, 
     if list_ or remove:
         _manage(gallery, list_, remove, photos, name)
     else:
-        _enroll(photos, gallery, model, name, threshold, max_frames, threads)
+        _enroll(photos, gallery, model, name, threshold, max_frames, threads, night_enhance)
 
 
 def _manage(path, list_, remove, photos, name):
@@ -58,7 +60,7 @@ def _manage(path, list_, remove, photos, name):
         click.echo(line)
 
 
-def _enroll(photos, gallery, model, name, threshold, max_frames, threads):
+def _enroll(photos, gallery, model, name, threshold, max_frames, threads, night_enhance=True):
     from tl.device.recognition.embedder import Embedder
     from tl.device.recognition.enroll import enroll as run_enrolment
     from tl.device.recognition.enroll import report_lines
@@ -69,7 +71,7 @@ def _enroll(photos, gallery, model, name, threshold, max_frames, threads):
     check_name(name)  # before loading anything: a bad name is refused at once
     if not photos:
         raise ConfigError(f"no photos given: list image files, folders or a video of {name}")
-    embedder = Embedder(model, threads=threads)
+    embedder = Embedder(model, threads=threads, night=night_enhance)
     result = run_enrolment(embedder, name, photos, gallery, threshold, max_frames)
     for line in report_lines(result, gallery):
         click.echo(line)

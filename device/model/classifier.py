@@ -10,7 +10,7 @@ import numpy as np
 
 from tl.device.model import contract
 from tl.device.model.metadata import pixel_range_from_metadata, read_model_info
-from tl.device.model.night import enhance, is_monochrome
+from tl.device.model.night import for_model
 from tl.device.model.outputs import check_scores, find_outputs, read_embedding, read_output
 from tl.device.model.runtime import make_interpreter
 
@@ -72,9 +72,7 @@ class Classifier:
         Monochrome pixels (an infrared night camera) are denoised and contrast-stretched first
         (`tl.device.model.night`) unless the classifier was made with night=False.
         """
-        self.night_frame = self.night and is_monochrome(pixels)
-        if self.night_frame:
-            pixels = enhance(pixels)
+        pixels, self.night_frame = for_model(pixels, self.night)
         contract.set_input(self.interpreter, pixels, self.spec.pixel_range)
         start = time.perf_counter()
         self.interpreter.invoke()

@@ -52,3 +52,14 @@ def enhance(pixels):
         table = np.clip((np.arange(256, dtype=np.float32) - low) * (255.0 / (high - low)), 0, 255).astype(np.uint8)
         grey = cv2.LUT(grey, table)
     return np.repeat(grey[..., None], 3, axis=2)
+
+
+def for_model(pixels, on=True):
+    """(pixels the model should see, whether they were enhanced): `enhance`d when `on` and monochrome, else as given.
+
+    The classifier and the embedder both call it, so a pet enrolled from night photos and the door's night frames
+    are embedded alike.
+    """
+    if on and is_monochrome(pixels):
+        return enhance(pixels), True
+    return pixels, False

@@ -7,6 +7,7 @@ from pathlib import Path
 from tl.device.errors import ModelError
 from tl.device.model import contract
 from tl.device.model.metadata import ModelInfo, read_model_info, strip_model_info
+from tl.device.model.night import for_model
 from tl.device.model.outputs import find_outputs, read_embedding
 from tl.device.model.runtime import make_interpreter
 from tl.device.recognition.openset import stats_from_model
@@ -35,8 +36,8 @@ class Embedder:
       stats: the OpenSetStats the model carries, or None.
     """
 
-    def __init__(self, model_path, threads=None, edgetpu=None):
-        """Loads a model.
+    def __init__(self, model_path, threads=None, edgetpu=None, night=True):
+        """Loads a model; `night`: enhance monochrome inputs as the door's classifier does (`tl.device.model.night`).
 
         Raises:
           ModelError: the file is not a model, or has no embedding output.
@@ -55,9 +56,11 @@ class Embedder:
         self.dim = int(self.output["shape"][-1])
         self.embedding_id = embedding_id(self.info, self.path)
         self.stats = stats_from_model(self.info)
+        self.night = bool(night)
 
     def embed_pixels(self, pixels):
-        """Returns the unit embedding of prepared (H, W, 3) uint8 RGB pixels."""
+        """Returns the unit embedding of prepared (H, W, 3) uint8 RGB pixels (monochrome ones enhanced, see __init__)."""
+        pixels, _ = for_model(pixels, self.night)
         contract.set_input(self.interpreter, pixels, self.spec.pixel_range)
         self.interpreter.invoke()
         return read_embedding(self.interpreter, self.output)
