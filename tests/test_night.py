@@ -20,6 +20,11 @@ def _mono(values):
     return np.repeat(np.asarray(values, np.uint8)[..., None], 3, axis=2)
 
 
+def _flat_night(frame, gain=0.4, offset=70.0):
+    """A colour frame as a dull night camera gives it: its grey levels squeezed to gain x + offset."""
+    return _mono(frame.mean(axis=2) * gain + offset)
+
+
 def test_monochrome_is_one_channel_in_three_copies():
     rng = np.random.default_rng(0)
     grey = _mono(rng.integers(0, 256, (64, 64)))
@@ -58,16 +63,14 @@ def test_the_classifier_enhances_monochrome_inputs_only_when_asked(tiny_models, 
     frame = make_scene("dog", np.random.default_rng(0))
     clf.classify_frame(frame)
     assert clf.night_frame is False  # colour
-    grey = np.repeat(frame.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
-    flat = (grey.astype(np.float32) * 0.4 + 80).astype(np.uint8)
-    scores = clf.classify_frame(flat)
+    scores = clf.classify_frame(_flat_night(frame, offset=80.0))
     assert clf.night_frame is enhanced
     assert scores.shape == (len(SCENE_LABELS),)
 
 
 def test_enhanced_and_plain_scores_differ_on_a_flat_night_frame(tiny_models):
     frame = make_scene("dog", np.random.default_rng(0))
-    flat = np.repeat((frame.mean(axis=2, keepdims=True) * 0.3 + 90).astype(np.uint8), 3, axis=2)
+    flat = _flat_night(frame, 0.3, 90.0)
     on = Classifier(tiny_models["tiny_float"], night=True).classify_frame(flat)
     off = Classifier(tiny_models["tiny_float"], night=False).classify_frame(flat)
     assert not np.allclose(on, off)
@@ -75,7 +78,7 @@ def test_enhanced_and_plain_scores_differ_on_a_flat_night_frame(tiny_models):
 
 def test_classify_says_when_it_enhanced_a_night_image(tiny_models, tmp_path):
     frame = make_scene("dog", np.random.default_rng(0))
-    flat = np.repeat((frame.mean(axis=2, keepdims=True) * 0.4 + 70).astype(np.uint8), 3, axis=2)
+    flat = _flat_night(frame)
     path = tmp_path / "frame.png"
     cv2.imwrite(str(path), flat)
     on = CliRunner().invoke(main, ["classify", str(tiny_models["tiny_float"]), str(path)])
@@ -106,7 +109,7 @@ def test_check_config_says_whether_night_frames_are_enhanced(tiny_models, tmp_pa
 
 def test_enrolment_and_the_door_embed_a_night_frame_alike(openset_run):
     bgr = closeup("dog", np.random.default_rng(4))
-    flat = np.repeat((bgr.mean(axis=2, keepdims=True) * 0.4 + 70).astype(np.uint8), 3, axis=2)
+    flat = _flat_night(bgr)
     classifier = Classifier(openset_run["model"])
     classifier.classify_frame(flat)
     assert classifier.night_frame

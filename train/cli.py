@@ -120,14 +120,17 @@ def _columns(text):
     if text is None:
         return None
     from tl.device.errors import ConfigError
+    from tl.train.prior import SMALL_COLUMNS, group_indices
 
     try:
         dog, other = (int(v) for v in text.split(","))
     except ValueError:
-        raise ConfigError(f"--prior-columns {text!r}: give two counts, DOG,OTHER (e.g. 45,65)") from None
-    if not (1 <= dog <= 118 and 1 <= other <= 882):
-        raise ConfigError(f"--prior-columns {text}: the ImageNet top has 118 dog-breed and 882 other columns; "
-                          "keep 1-118 and 1-882 of them")
+        raise ConfigError(f"--prior-columns {text!r}: give two counts, DOG,OTHER (e.g. {SMALL_COLUMNS[0]},"
+                          f"{SMALL_COLUMNS[1]})") from None
+    breeds, rest = (len(g) for g in group_indices())
+    if not (1 <= dog <= breeds and 1 <= other <= rest):
+        raise ConfigError(f"--prior-columns {text}: the ImageNet top has {breeds} dog-breed and {rest} other columns; "
+                          f"keep 1-{breeds} and 1-{rest} of them")
     return dog, other
 
 

@@ -159,13 +159,14 @@ def check_config_command(config_file):
 
 
 def _checked(cfg, where):
+    from tl.device.model import night
     from tl.device.model.metadata import read_model_info
 
     pc = config.check_run(cfg)
     info = read_model_info(cfg.model, cfg.labels)
     thresholds = config.thresholds_in_force(cfg, info.labels, info.operating_points)[2]
     return (f"{where}: OK: allow {pc.names(pc.allow)}; deny {pc.names(pc.deny)}; ignore {pc.names(pc.ignore)}; "
-            f"votes {pc.votes}/{pc.window}; {thresholds}; night frames {'enhanced' if cfg.night_enhance else 'as they come'}; door {cfg.door}")
+            f"votes {pc.votes}/{pc.window}; {thresholds}; {night.describe(cfg.night_enhance)}; door {cfg.door}")
 
 
 main.add_command(enroll_command)

@@ -18,6 +18,7 @@ from tl.device.door.policy import LOCKED, DoorPolicy
 from tl.device.hw.doors import make_door
 from tl.device.hw.frames import Gap
 from tl.device.hw.sources import open_source, pace, prefetch_depth
+from tl.device.model import night
 from tl.device.model.classifier import Classifier
 from tl.device.recognition.recognizer import make_recognizer
 
@@ -309,4 +310,4 @@ def describe(cfg, classifier, policy, door, source):
             f"allow {pc.names(pc.allow)}; deny {pc.names(pc.deny)}; ignore {pc.names(pc.ignore)}; "
             f"votes {pc.votes}/{pc.window}; {thresholds_in_force(cfg, classifier.labels, classifier.info.operating_points)[2]}; "
             f"open {pc.open_seconds:g} s; "
-            f"lockout {pc.lockout_seconds:g} s; night frames {'enhanced' if classifier.night else 'as they come'}; {door}")
+            f"lockout {pc.lockout_seconds:g} s; {night.describe(classifier.night)}; {door}")

@@ -54,6 +54,11 @@ def enhance(pixels):
     return np.repeat(grey[..., None], 3, axis=2)
 
 
+def describe(on):
+    """How the start event and check-config say the setting: "night frames enhanced" or "night frames as they come"."""
+    return f"night frames {'enhanced' if on else 'as they come'}"
+
+
 def for_model(pixels, on=True):
     """(pixels the model should see, whether they were enhanced): `enhance`d when `on` and monochrome, else as given.
 
