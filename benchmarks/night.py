@@ -6,7 +6,9 @@ classified through tl-device's Classifier with each candidate enhancement. Repor
 accuracy, dog recall and non-dog -> "dog" at the model's own dog operating point, and dogs read as "cat"
 (a denied class: at the door such a frame keeps the door shut). The variant tl-device uses was chosen on
 these pets/val numbers; the door scenes (benchmarks/door_scenes.py) and shift/ are scored once with it.
-Last, the cost per frame: the monochrome check every frame pays, and the enhancement a night frame pays.
+Also the two measurements night.py's constants rest on — estimated noise (NOISY_SIGMA) and the 1st..99th
+percentile grey-level span (FLAT_RANGE) of clean grey photos against IR views — and the cost per frame: the
+monochrome check every frame pays, and the enhancement a night frame pays.
 
     python benchmarks/night.py [--model runs/demo2/model_int8.tflite]   # writes night.json and night.md
 """
@@ -80,11 +82,16 @@ def study(model, data):
     th = read_operating_points(model).get("dog", 0.8)
     ds = scan_folder(Path(data) / "pets/val", classes=labels)
     scores = {k: [] for k in VARIANTS}
+    levels = {k: {"noise_sigma": [], "span": []} for k in ("grey photo", "IR view")}
     y = np.array([s.label for s in ds.samples])
     for s in ds.samples:
         base = prepare_image(load_image(s.path), plain.spec)
         for name, (make, on) in VARIANTS.items():
             scores[name].append((enhanced if on else plain).classify_pixels(make(base)))
+        for name, img in (("grey photo", grey(base)), ("IR view", infrared_view(base))):
+            low, high = np.percentile(img[..., 0], (night.LOW, night.HIGH))
+            levels[name]["noise_sigma"].append(night.noise_sigma(img[..., 0]))
+            levels[name]["span"].append(high - low)
     out = {}
     for name, sc in scores.items():
         sc = np.array(sc)
@@ -93,7 +100,9 @@ def study(model, data):
         out[name] = {"accuracy": round(float((top == y).mean()), 3), "dog_recall_at_op": round(float(said[y == dog].mean()), 3),
                      "non_dog_as_dog_at_op": round(float(said[y != dog].mean()), 3),
                      "dog_as_cat": round(float((top[y == dog] == cat).mean()), 3)}
-    return {"model": str(model), "dog_threshold": th, "images": int(len(y)), "variants": out}
+    pct = {k: {m: [round(float(v), 1) for v in np.percentile(vals, (5, 50, 95))] for m, vals in d.items()}
+           for k, d in levels.items()}
+    return {"model": str(model), "dog_threshold": th, "images": int(len(y)), "variants": out, "levels_p5_p50_p95": pct}
 
 
 def cost(repeats=300):
@@ -118,7 +127,10 @@ def markdown(r):
             f"Measured {r['date']} on 2 shared CPU cores: `python benchmarks/night.py --model {r['model']}` "
             f"({r['images']} pets/val photos, dog threshold {r['dog_threshold']} = the model's operating point).\n\n"
             "| input | top-1 | dog recall @op | non-dog → dog @op | dogs read as cat |\n|---|---:|---:|---:|---:|\n"
-            f"{rows}\n\nCost per 224x224 input on this machine: monochrome check {r['cost']['check_colour_frame_ms']} ms "
+            f"{rows}\n\nWhat the enhancement's thresholds rest on (5th / 50th / 95th percentile over the photos): "
+            + "; ".join(f"{k}: noise sigma {v['noise_sigma']}, grey-level span {v['span']}" for k, v in r["levels_p5_p50_p95"].items())
+            + f" (night.py: blur from sigma {night.NOISY_SIGMA:g}, stretch below a span of {night.FLAT_RANGE:g}).\n\n"
+            f"Cost per 224x224 input on this machine: monochrome check {r['cost']['check_colour_frame_ms']} ms "
             f"(every frame), enhancement {r['cost']['enhance_night_frame_ms']} ms (night frames only).\n")
 
 

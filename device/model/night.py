@@ -6,7 +6,7 @@ as the training's `ir` view: top-1 accuracy 98 % -> 80 %, one dog in five read a
 benchmarks/night.md). Two cheap, adaptive steps on the model's input undo much of it:
 
 - **noise**: the noise level is estimated (Immerkær's Laplacian estimator); a noisy frame (sigma >= 6 grey
-  levels, where clean photos of pets/val stay under 5) gets a 5x5 Gaussian blur, a clean one none;
+  levels, where 95 % of pets/val's clean grey photos stay under 5.5) gets a 5x5 Gaussian blur, a clean one none;
 - **contrast**: a frame whose 1st..99th percentile span is under 160 grey levels is stretched to the full range
   (a flat, foggy IR frame); a frame with normal contrast is left as it is.
 
