@@ -30,7 +30,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser is the tomli package
 
 FIELDS = schema.FIELDS
 # Keys naming files; relative values in a TOML file are relative to the file's folder.
-PATH_KEYS = ("model", "labels", "events", "snapshots", "gallery")
+PATH_KEYS = ("model", "labels", "events", "snapshots", "collect", "gallery")
 ROLES = ("allow", "deny", "ignore")
 _TYPE_WORDS = {
     "float_type": "expected a number", "float_parsing": "expected a number",
@@ -238,7 +238,7 @@ def require_run(cfg):
     """Checks what `run` needs before it makes the door or opens the camera.
 
     A model, a source and an allowed class; a source file that exists (camera names excepted);
-    model, labels and gallery files that exist; events and snapshot folders that can be written.
+    model, labels and gallery files that exist; events, snapshot and collect folders that can be written.
 
     Raises:
       ConfigError, OutputError: naming the file (or command line) and the key.
@@ -260,8 +260,9 @@ def require_run(cfg):
             raise ConfigError(f"{cfg.describe(key)}: no such file; {fix}")
     if cfg.events is not None:
         _check_output(cfg, "events", Path(cfg.events).parent, is_file=Path(cfg.events))
-    if cfg.snapshots is not None:
-        _check_output(cfg, "snapshots", Path(cfg.snapshots))
+    for key in ("snapshots", "collect"):
+        if getattr(cfg, key) is not None:
+            _check_output(cfg, key, Path(getattr(cfg, key)))
 
 
 def _check_output(cfg, key, folder, is_file=None):

@@ -1,4 +1,4 @@
-"""The events file (JSON lines, flushed per event) and JPEG snapshots of the deciding frames."""
+"""The events file (JSON lines, flushed per event), JPEG snapshots of the deciding frames, and collected photos."""
 
 import collections
 import contextlib
@@ -202,6 +202,77 @@ class Snapshots:
         for path in paths[: max(0, len(paths) - self.keep)]:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+# Collected photos: <folder>/<label>/<local time>-<frame>-<label>-<score>.jpg; names sort by time.
+_COLLECTED_NAME = re.compile(r"^\d{8}-\d{6}-\d{3}-\d+-.+\.jpg$")
+
+
+class Collector:
+    """Plain photos of what the door's model saw, sorted by its guess: training photos of this porch.
+
+    A model trained on other photos is weakest on a porch's own visitors — its foxes, the neighbour's cat, the
+    dog at night (benchmarks/generalisation.md) — and those photos teach it most. The loop offers each classified
+    frame; at most one every `every` seconds (source time) is saved, unannotated, as the model's region of the
+    frame (the ROI, or the whole frame) into folder/<top class>/, or folder/unknown/ when open-set called it
+    unknown: a class-folder set to correct (move the misfiled photos, delete the empty porch) and train on.
+    Only the newest `keep` photos it wrote are kept, across its class folders (files it did not name are
+    never touched). Folders 0750 and files 0640, less where the umask says so: they show the porch.
+
+    Args:
+      folder: where to write (created).
+      every: least seconds between two saved photos.
+      keep: how many photos to keep.
+      quality: JPEG quality 1..100.
+
+    Attributes:
+      saved: photos written by this collector; failures: photos that could not be written.
+    """
+
+    def __init__(self, folder, every=1.0, keep=2000, quality=95):
+        self.folder = check_writable(folder, mode=PRIVATE_DIR, option="--collect")
+        self.every = float(every)
+        self.keep = int(keep)
+        self.quality = int(quality)
+        self.saved = self.failures = 0
+        self._last_ts = None
+        found = [p for d in sorted(self.folder.iterdir()) if d.is_dir() for p in d.iterdir()
+                 if _COLLECTED_NAME.match(p.name)]
+        self._paths = collections.deque(sorted(found, key=lambda p: p.name))
+
+    def due(self, ts):
+        """Whether a frame at source time `ts` would be saved (cheap: call it before making the full frame)."""
+        return self._last_ts is None or not 0 <= ts - self._last_ts < self.every
+
+    def save(self, image, ts, frame, label, score=None, roi=None):
+        """Writes the region of a BGR frame under folder/<label>/ if `due(ts)`; returns its path, or None.
+
+        A failed write (disk full) is logged and counted, not raised: the door must keep working without it.
+        """
+        if not self.due(ts):
+            return None
+        self._last_ts = ts
+        if roi is not None:
+            x, y, w, h = (int(v) for v in roi)
+            image = image[y : y + h, x : x + w]
+        folder = self.folder / _safe(label)
+        path = folder / f"{_stamp()}-{int(frame or 0)}-{_safe(label)}{'' if score is None else f'-{score:.2f}'}.jpg"
+        try:
+            folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            if not ok:
+                raise OutputError(f"collected photo {path}: JPEG encoding failed")
+            write_bytes(path, data.tobytes(), mode=PRIVATE_FILE)
+        except OSError as e:  # OutputError is an OSError too
+            self.failures += 1
+            log.error("collected photo %s not written: %s", path, e)
+            return None
+        self.saved += 1
+        self._paths.append(path)
+        while len(self._paths) > self.keep:
+            with contextlib.suppress(FileNotFoundError):
+                self._paths.popleft().unlink()
+        return path
 
 
 def annotate(image, event, label=None, score=None, roi=None):

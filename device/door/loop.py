@@ -12,7 +12,7 @@ import time
 
 from tl.device.door import service, state
 from tl.device.door.config import policy_config, require_run, thresholds_in_force
-from tl.device.door.events import EventLog, Snapshots
+from tl.device.door.events import Collector, EventLog, Snapshots
 from tl.device.door.motion import make_gate
 from tl.device.door.policy import LOCKED, DoorPolicy
 from tl.device.hw.doors import make_door
@@ -52,13 +52,14 @@ class DoorLoop:
       recognizer: a Recognizer (open-set rejection, required identity) judging each classified frame, or None.
       recorder: None, or a callable (loop, frame, gate verdict, scores, recognizer verdict) called per frame
         (scores None: gated) after the policy; `tl-device score` records a replay with it.
+      collector: a Collector that gets the classified frames with something in view, or None.
 
     Other threads (the status page, MQTT) call only `snapshot`, `subscribe`/`unsubscribe` and
     `add_reporter`/`remove_reporter`.
     """
 
     def __init__(self, classifier, policy, door, events, snapshots=None, roi=None, status_seconds=5.0,
-                 clock=time.monotonic, gate=None, recognizer=None, recorder=None):
+                 clock=time.monotonic, gate=None, recognizer=None, recorder=None, collector=None):
         self.classifier = classifier
         self.policy = policy
         self.door = door
@@ -72,6 +73,7 @@ class DoorLoop:
         self.gate = gate
         self.recognizer = recognizer
         self.recorder = recorder
+        self.collector = collector
         self.alive_at = clock()
         self.camera_lost = None
         self._source = None
@@ -193,11 +195,23 @@ class DoorLoop:
         for decision in self.policy.update(frame.ts, scores, verdict):
             self.apply(decision, frame.ts, frame.index, frame.image)
         self.stats.classified += 1
+        if self.collector is not None:
+            self._collect(frame, gated, top, scores, verdict)
         if self.recorder is not None:
             self.recorder(self, frame, gated, scores, verdict)
         if self.stats.first_decision is None:
             self.stats.first_decision = time.time()
         self._tick()
+
+    def _collect(self, frame, gated, top, scores, verdict):
+        """Offers a classified frame to the collector, unless it shows nothing: an ignored class, or an empty
+        porch classified only because the motion gate's heartbeat came round."""
+        if top in self.policy.config.ignore or (gated is not None and gated.why in ("heartbeat", "idle")):
+            return
+        if not self.collector.due(frame.ts):  # before frame.image: a deferred full frame is made only when saved
+            return
+        label = "unknown" if verdict is not None and verdict.unknown else self.classifier.labels[top]
+        self.collector.save(frame.image, frame.ts, frame.index, label, float(scores[top]), self.roi)
 
     def on_gap(self, gap):
         """The camera is away: close the door, say so once per outage, keep retrying."""
@@ -248,7 +262,8 @@ class DoorLoop:
         s = self.stats
         self.events.write("stop", ts, reason=f"{reason}; {s.frames} frames", frames=s.frames, classified=s.classified,
                           skipped_motion=s.skipped_motion, unreadable=s.skipped,
-                          **(dict(self.recognizer.counts) if self.recognizer else {}))
+                          **(dict(self.recognizer.counts) if self.recognizer else {}),
+                          **({"collected": self.collector.saved} if self.collector is not None else {}))
         self.stats.events = dict(self.events.counts)
         service.notify("STOPPING=1")
 
@@ -289,10 +304,11 @@ def run_door(cfg, stop=None, pin_factory=None, observers=None, recorder=None):
                                                  spec=classifier.spec, roi=cfg.roi, prefetch=prefetch_depth(cfg.threads)))
         events = stack.enter_context(EventLog(cfg.events))
         snapshots = Snapshots(cfg.snapshots, cfg.snapshot_keep) if cfg.snapshots else None
+        collector = Collector(cfg.collect, cfg.collect_seconds, cfg.collect_keep) if cfg.collect else None
         if source.live and cfg.realtime is False:
             log.warning("--no-realtime has no effect on a live camera")
         loop = DoorLoop(classifier, policy, door, events, snapshots, cfg.roi, cfg.status_seconds,
-                        gate=make_gate(cfg, source.live), recognizer=recognizer, recorder=recorder)
+                        gate=make_gate(cfg, source.live), recognizer=recognizer, recorder=recorder, collector=collector)
         if observers is not None:
             stack.enter_context(observers(cfg, loop, source))
         start_reason = f"{describe(cfg, classifier, policy, door, source)}; {recognizer.describe()}"

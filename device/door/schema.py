@@ -233,6 +233,11 @@ class OutputOptions(Section):
     events: Text | None = option(None, "JSONL events file (appended)", metavar="FILE")
     snapshots: Text | None = option(None, "folder for JPEG snapshots of door_open and denied frames", metavar="DIR")
     snapshot_keep: int = option(200, "how many snapshots to keep (oldest deleted)", ge=1)
+    collect: Text | None = option(None, "folder to collect plain photos of what the model sees into, one sub-folder "
+                                  "per class it guessed (unknown/ for open-set unknowns): your porch's own training "
+                                  "photos, to correct and train on", metavar="DIR")
+    collect_seconds: FiniteFloat = option(1.0, "least seconds between two collected photos", gt=0)
+    collect_keep: int = option(2000, "how many collected photos to keep (oldest deleted)", ge=1)
     http: Address | None = option(None, "serve the status page, /health and /metrics on [HOST:]PORT "
                                      "(host 127.0.0.1 if left out)", metavar="HOST:PORT")
     mqtt: Address | None = option(None, "publish events to this MQTT broker (port 1883 if left out); credentials: "
