@@ -184,15 +184,8 @@ class Snapshots:
         """
         name = f"{_stamp()}-{int(frame)}-{event}-{_safe(label)}.jpg"
         path = self.folder / name
-        ok, data = cv2.imencode(".jpg", annotate(image, event, label, score, roi),
-                                [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        try:
-            if not ok:
-                raise OutputError(f"snapshot {path}: JPEG encoding failed")
-            write_bytes(path, data.tobytes(), mode=PRIVATE_FILE)
-        except OSError as e:  # OutputError is an OSError too
+        if not _write_jpeg(path, annotate(image, event, label, score, roi), self.quality, "snapshot"):
             self.failures += 1
-            log.error("snapshot %s not written: %s", path, e)
             return None
         self._prune()
         return path
@@ -257,15 +250,8 @@ class Collector:
             image = image[y : y + h, x : x + w]
         folder = self.folder / _safe(label)
         path = folder / f"{_stamp()}-{int(frame or 0)}-{_safe(label)}{'' if score is None else f'-{score:.2f}'}.jpg"
-        try:
-            folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
-            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-            if not ok:
-                raise OutputError(f"collected photo {path}: JPEG encoding failed")
-            write_bytes(path, data.tobytes(), mode=PRIVATE_FILE)
-        except OSError as e:  # OutputError is an OSError too
+        if not _write_jpeg(path, image, self.quality, "collected photo", make_folder=True):
             self.failures += 1
-            log.error("collected photo %s not written: %s", path, e)
             return None
         self.saved += 1
         self._paths.append(path)
@@ -273,6 +259,21 @@ class Collector:
             with contextlib.suppress(FileNotFoundError):
                 self._paths.popleft().unlink()
         return path
+
+
+def _write_jpeg(path, image, quality, what, make_folder=False):
+    """Writes a BGR image as a JPEG file (0640) atomically; False, logged, when it could not be (disk full)."""
+    try:
+        if make_folder:
+            path.parent.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise OutputError(f"{what} {path}: JPEG encoding failed")
+        write_bytes(path, data.tobytes(), mode=PRIVATE_FILE)
+    except OSError as e:  # OutputError is an OSError too
+        log.error("%s %s not written: %s", what, path, e)
+        return False
+    return True
 
 
 def annotate(image, event, label=None, score=None, roi=None):
