@@ -43,6 +43,23 @@ SETTINGS = {  # name: (training views, prior scale)
 }
 
 
+def decoded_views(folder, views, spec=InputSpec(224, 224, resize="squash")):
+    """{view: (n, H, W, 3) uint8 model inputs} and labels of every readable image of a class-folder set."""
+    from tl.device.model.image import load_image
+    from tl.train.embeddings import view_image
+
+    imgs, labels = {v: [] for v in views}, []
+    for s in scan_folder(folder).samples:
+        try:
+            rgb = load_image(s.path)
+        except ValueError:
+            continue  # unreadable: left out, as tl-train does
+        labels.append(s.label)
+        for v in views:
+            imgs[v].append(view_image(rgb, v, spec))
+    return {v: np.stack(a) for v, a in imgs.items()}, np.array(labels)
+
+
 def embed(folder, views, ctx):
     """{view: (n, D)}, labels, classes of every image in `folder` (cached embeddings)."""
     from tl.train.embeddings import embed_samples

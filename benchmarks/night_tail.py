@@ -44,22 +44,13 @@ def cut_models():
     return head_part, keras.Model(t_in, keras.layers.GlobalAveragePooling2D()(y))
 
 
-def block15(model, folder):
-    """{view: (n, 7, 7, 160) float16} and labels of every image in `folder`."""
-    from tl.device.data.dataset import scan_folder
-    from tl.device.model.contract import InputSpec
-    from tl.device.model.image import load_image
-    from tl.train.embeddings import view_image
+def block15(model, folder, views=VIEWS):
+    """{view: (n, 7, 7, 160) float16} and labels of every readable image in `folder`."""
+    from generalisation import decoded_views
 
-    spec = InputSpec(224, 224, resize="squash")
-    ds = scan_folder(folder)
-    imgs = {v: [] for v in VIEWS}
-    for s in ds.samples:
-        rgb = load_image(s.path)
-        for v in VIEWS:
-            imgs[v].append(view_image(rgb, v, spec))
-    return ({v: model.predict(np.stack(a).astype(np.float32), batch_size=32, verbose=0).astype(np.float16)
-             for v, a in imgs.items()}, np.array([s.label for s in ds.samples]))
+    imgs, labels = decoded_views(folder, views)
+    return ({v: model.predict(a.astype(np.float32), batch_size=32, verbose=0).astype(np.float16)
+             for v, a in imgs.items()}, labels)
 
 
 def main():

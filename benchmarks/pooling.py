@@ -51,22 +51,10 @@ def pooled_features():
 
 
 def embed(folder, views, extract):
-    from tl.device.data.dataset import scan_folder
-    from tl.device.model.contract import InputSpec
-    from tl.device.model.image import load_image
-    from tl.train.embeddings import view_image
+    import generalisation as G
 
-    spec = InputSpec(224, 224, resize="squash")
-    imgs, ys = {v: [] for v in views}, []
-    for s in scan_folder(folder).samples:
-        try:
-            rgb = load_image(s.path)
-        except ValueError:
-            continue
-        ys.append(s.label)
-        for v in views:
-            imgs[v].append(view_image(rgb, v, spec))
-    return {v: extract(np.stack(a)) for v, a in imgs.items()}, np.array(ys)
+    imgs, labels = G.decoded_views(folder, views)
+    return {v: extract(a) for v, a in imgs.items()}, labels
 
 
 def main():
@@ -76,7 +64,12 @@ def main():
     args = ap.parse_args()
     import generalisation as G
 
-    ctx, prior = G.study_context()
+    from tl.train.backbones import BackboneSpec
+    from tl.train.prior import load_prior
+    from tl.train.quiet import import_tensorflow
+
+    import_tensorflow()
+    prior = load_prior(BackboneSpec(), 1280)[:2]
     extract = pooled_features()
     data = Path(args.data)
     t0 = time.perf_counter()
